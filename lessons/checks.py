@@ -1,0 +1,390 @@
+"""The check cells of the lessons: your exercise functions, run through the library's own tests.
+
+Every check_* function takes the function(s) you wrote, builds from them what the
+library would build (usually a Tensor op via `Tensor.from_op`), and runs
+`tinyresnet.gradcheck` or compares the result with tinyresnet's implementation,
+on the same shapes as the tests in tests/. It never raises into the notebook;
+it prints one of
+
+    ✓ PASSED <what was checked>                       and returns True
+    … <function> not written yet: fill in the cell ... (the stub still raises NotImplementedError)
+    ✗ FAILED <what>: where it went wrong, numeric vs analytic, and a hint
+
+and returns False in the last two cases.
+"""
+import functools
+import re
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from tinyresnet import GradcheckError, Tensor, gradcheck
+from tinyresnet.data import normalize, per_pixel_mean
+from tinyresnet.functional import batch_norm
+from tinyresnet.im2col import col2im, im2col, output_size
+
+PASSED = "✓ PASSED"
+FAILED = "✗ FAILED"
+NOT_WRITTEN = "not written yet: fill in the cell above, then run this cell again"
+
+
+class Mismatch(AssertionError):
+    """Your result differs from the expected one; the message says where and why."""
+
+
+def _check(title):
+    """Turn a function that raises on failure into a check that prints and returns True/False."""
+    def wrap(check):
+        @functools.wraps(check)
+        def run(*fns):
+            try:
+                summary = check(*fns)
+            except NotImplementedError as e:
+                print(f"… {_raiser(e) or title} {NOT_WRITTEN}")
+                return False
+            except GradcheckError as e:  # first: a GradcheckError is an AssertionError too
+                print(f"{FAILED} {title}: your backward pass disagrees with central differences.\n"
+                      f"{_plain_ints(str(e))}")
+                return False
+            except Mismatch as e:
+                print(f"{FAILED} {title}:\n{e}")
+                return False
+            except Exception as e:  # a bug in the learner's code: show it, do not crash the notebook
+                print(f"{FAILED} {title}: your code raised {type(e).__name__}: {e}{_where(e)}{_shape_hint(e)}")
+                return False
+            print(f"{PASSED} {title}: {summary}")
+            return True
+        return run
+    return wrap
+
+
+def _plain_ints(text):
+    """'(np.int64(1), np.int64(3))' -> '(1, 3)': NumPy 2 prints indices with their type."""
+    return re.sub(r"np\.int\d+\((-?\d+)\)", r"\1", text)
+
+
+def _shape_hint(e):
+    if isinstance(e, ValueError) and any(w in str(e) for w in ("shape", "dimension", "broadcast")):
+        return ("\nhint: write the shape next to every factor; a product (M, K) @ (K, N) needs the "
+                "inner sizes to agree, and each gradient has the shape of its input.")
+    return ""
+
+
+def _learner_frames(e):
+    """Traceback frames outside this file, tinyresnet and NumPy: the learner's own lines."""
+    here = Path(__file__).resolve()
+    skip = (str(here), str(here.parent.parent / "tinyresnet"))
+    return [f for f in traceback.extract_tb(e.__traceback__)
+            if not f.filename.startswith(skip) and "/numpy/" not in f.filename]
+
+
+def _raiser(e):
+    frames = _learner_frames(e)
+    return frames[-1].name if frames else None
+
+
+def _where(e):
+    frames = _learner_frames(e)
+    if not frames:
+        return ""
+    f = frames[-1]
+    line = f"\n    {f.line.strip()}" if f.line else ""
+    return f"\n  in {f.name}, line {f.lineno}:{line}"
+
+
+def _describe(value):
+    if hasattr(value, "shape"):
+        return f"an array of shape {tuple(value.shape)}"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def _returned(result, fn_name, expected):
+    """result must be a tuple of arrays with the (name, shape) pairs in `expected`."""
+    names = ", ".join(name for name, _ in expected)
+    if len(expected) == 1:
+        result = (result,)
+    elif not isinstance(result, (tuple, list)) or len(result) != len(expected):
+        raise Mismatch(f"{fn_name} must return a tuple ({names}), got {_describe(result)}")
+    for value, (name, shape) in zip(result, expected):
+        if not hasattr(value, "shape"):
+            raise Mismatch(f"{fn_name} returned {name} = {_describe(value)}; "
+                           f"it must be an array of shape {shape}")
+        if tuple(value.shape) != tuple(shape):
+            raise Mismatch(f"{fn_name} returned {name} of shape {tuple(value.shape)}, expected {shape}.\n"
+                           "hint: a gradient always has the shape of what it is the gradient of.")
+    return result
+
+
+# ---------------------------------------------------------------- lesson 00: the data
+
+@_check("my_per_pixel_mean")
+def check_per_pixel_mean(my_per_pixel_mean):
+    x = np.random.default_rng(0).integers(0, 256, size=(20, 3, 32, 32), dtype=np.uint8)
+    mine = np.asarray(my_per_pixel_mean(x))
+    expected = per_pixel_mean(x)
+    if mine.shape != expected.shape:
+        raise Mismatch(f"the mean image has shape {mine.shape}, expected {expected.shape}.\n"
+                       "hint: average over the images only (axis 0), keep channels, rows and columns.")
+    if not np.allclose(mine, expected, atol=1e-5):
+        hint = ("your values are 255 times too large: scale the pixels to [0, 1]"
+                if np.allclose(mine, expected * 255, atol=1e-3) else
+                "average the images pixel by pixel (axis 0), then divide by 255")
+        raise Mismatch(f"pixel (0, 0, 0): yours {mine[0, 0, 0]:.6g}, expected {expected[0, 0, 0]:.6g}.\n"
+                       f"hint: {hint}.")
+    return "the mean of 20 random images matches tinyresnet.data.per_pixel_mean"
+
+
+@_check("my_normalize")
+def check_normalize(my_normalize):
+    x = np.random.default_rng(1).integers(0, 256, size=(8, 3, 32, 32), dtype=np.uint8)
+    mean = per_pixel_mean(x)
+    mine = np.asarray(my_normalize(x, mean))
+    expected = normalize(x, mean)
+    if mine.shape != expected.shape:
+        raise Mismatch(f"the result has shape {mine.shape}, expected {expected.shape} (the same as x)")
+    if not np.allclose(mine, expected, atol=1e-5):
+        raise Mismatch(f"x[0, 0, 0, 0] = {x[0, 0, 0, 0]} became {mine[0, 0, 0, 0]:.6g}, expected "
+                       f"{expected[0, 0, 0, 0]:.6g} = {x[0, 0, 0, 0]}/255 - {mean[0, 0, 0]:.4f}.\n"
+                       "hint: convert to float before dividing (uint8 arithmetic wraps around), "
+                       "then subtract the mean image.")
+    if mine.dtype != np.float32:
+        raise Mismatch(f"the values are right but the dtype is {mine.dtype}; the network computes in "
+                       "float32, which also halves memory: use x.astype(np.float32).")
+    return "matches tinyresnet.data.normalize (float32, x/255 - mean)"
+
+
+# ---------------------------------------------------------------- lesson 01: autograd
+
+def _binary_op(forward, backward_fn, name):
+    """A Tensor op whose forward is `forward` and whose backward is the learner's function."""
+    def op(a, b):
+        ad, bd = a.data, b.data
+        return Tensor.from_op(forward(ad, bd), (a, b), lambda g: backward_fn(ad, bd, g), name)
+    return op
+
+
+MUL_SHAPES = [(3, 4), (5,), (2, 3, 4)]
+MATMUL_SHAPES = [((3, 4), (4, 5)), ((5, 2), (2, 3)), ((1, 6), (6, 1))]
+
+
+@_check("mul_backward")
+def check_mul_backward(mul_backward):
+    rng, worst = np.random.default_rng(0), 0.0
+    for shape in MUL_SHAPES:
+        a, b, g = rng.standard_normal((3, *shape))
+        _returned(mul_backward(a, b, g), "mul_backward", [("da", shape), ("db", shape)])
+        op = _binary_op(np.multiply, mul_backward, "mul")
+        worst = max(worst, gradcheck(op, a, b, name=f"mul of two {shape} arrays"))
+    return f"gradcheck on {len(MUL_SHAPES)} shapes, worst relative error {worst:.1e}"
+
+
+@_check("matmul_backward")
+def check_matmul_backward(matmul_backward):
+    rng, worst = np.random.default_rng(0), 0.0
+    for sa, sb in MATMUL_SHAPES:
+        a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+        g = rng.standard_normal((sa[0], sb[1]))
+        _returned(matmul_backward(a, b, g), "matmul_backward", [("da", sa), ("db", sb)])
+        op = _binary_op(np.matmul, matmul_backward, "matmul")
+        worst = max(worst, gradcheck(op, a, b, name=f"matmul {sa} @ {sb}"))
+    return f"gradcheck on {len(MATMUL_SHAPES)} shapes, worst relative error {worst:.1e}"
+
+
+# ---------------------------------------------------------------- lesson 02: im2col
+
+# x shape (N, C, H, W), kernel (R, S), stride, padding
+IM2COL_CONFIGS = [
+    ((1, 1, 4, 4), (3, 3), 1, 0),    # the smallest case: one image, one channel
+    ((2, 3, 5, 5), (3, 3), 1, 1),    # ResNet's 3x3 conv, "same" padding
+    ((1, 2, 7, 5), (3, 3), 2, 0),    # non-square input, stride 2
+    ((2, 3, 8, 8), (3, 3), 2, 1),    # ResNet's downsampling conv
+    ((2, 2, 6, 6), (1, 1), 2, 0),    # 1x1, stride 2 (a projection shortcut)
+    ((2, 3, 6, 5), (3, 2), 1, 1),    # non-square kernel
+]
+# the conv2d gradient checks of tests/test_conv.py: x shape, w shape, stride, padding
+CONV_GRAD_CONFIGS = [
+    ((1, 1, 5, 5), (2, 1, 3, 3), 1, 0),
+    ((2, 3, 7, 5), (4, 3, 3, 3), 1, 1),
+    ((2, 3, 7, 5), (4, 3, 3, 3), 2, 1),
+    ((1, 3, 6, 6), (2, 3, 3, 3), 2, 0),
+    ((1, 16, 3, 3), (16, 16, 3, 3), 1, 1),
+    ((2, 2, 4, 4), (3, 2, 1, 1), 2, 0),
+]
+
+
+def _config(x_shape, kernel, stride, padding):
+    return f"x{x_shape} kernel {kernel} stride {stride} padding {padding}".replace(" ,", ",")
+
+
+def _cols_shape(x_shape, kernel, stride, padding):
+    n, c, h, w = x_shape
+    r, s = kernel
+    return c * r * s, n * output_size(h, r, stride, padding) * output_size(w, s, stride, padding)
+
+
+def _row_col_names(x_shape, kernel, stride, padding, row, col):
+    n, c, h, w = x_shape
+    r, s = kernel
+    ho, wo = output_size(h, r, stride, padding), output_size(w, s, stride, padding)
+    return np.unravel_index(row, (c, r, s)), np.unravel_index(col, (n, ho, wo))
+
+
+@_check("my_im2col")
+def check_im2col(my_im2col):
+    rng = np.random.default_rng(0)
+    for x_shape, kernel, stride, padding in IM2COL_CONFIGS:
+        where = _config(x_shape, kernel, stride, padding)
+        x = rng.standard_normal(x_shape)
+        expected = im2col(x, kernel, stride, padding)
+        mine = np.asarray(my_im2col(x.copy(), kernel, stride, padding))
+        if mine.shape != expected.shape:
+            raise Mismatch(f"for {where} the unfolded matrix has shape {mine.shape}, expected "
+                           f"{expected.shape} = (C*R*S, N*Ho*Wo):\none row per (c, r, s), one "
+                           "column per output pixel (n, i, j); Ho = (H + 2*padding - R) // stride + 1.")
+        wrong = np.argwhere(~np.isclose(mine, expected, rtol=1e-12, atol=1e-12))
+        if len(wrong):
+            row, col = wrong[0]
+            (c, r, s), (n, i, j) = _row_col_names(x_shape, kernel, stride, padding, row, col)
+            hh, ww = i * stride + r - padding, j * stride + s - padding
+            source = (f"x[{n}, {c}, {hh}, {ww}]" if 0 <= hh < x_shape[2] and 0 <= ww < x_shape[3]
+                      else "0, a padding pixel")
+            raise Mismatch(
+                f"for {where}, {len(wrong)} of {mine.size} entries are wrong; the first is\n"
+                f"  cols[{row}, {col}], i.e. row (c, r, s) = ({c}, {r}, {s}), column (n, i, j) = ({n}, {i}, {j})\n"
+                f"  yours {mine[row, col]:.6g}, expected {expected[row, col]:.6g} = {source}\n"
+                "hint: entry [(c, r, s), (n, i, j)] is x_padded[n, c, i*stride + r, j*stride + s]; "
+                "rows are ordered c, then r, then s; columns n, then i, then j.")
+    return f"matches tinyresnet.im2col.im2col on {len(IM2COL_CONFIGS)} shapes (stride 1/2, padding 0/1, non-square)"
+
+
+@_check("my_col2im")
+def check_col2im(my_col2im):
+    rng = np.random.default_rng(1)
+    for x_shape, kernel, stride, padding in IM2COL_CONFIGS:
+        where = _config(x_shape, kernel, stride, padding)
+        cols = rng.standard_normal(_cols_shape(x_shape, kernel, stride, padding))
+        x = rng.standard_normal(x_shape)
+        expected = col2im(cols, x_shape, kernel, stride, padding)
+        mine = np.asarray(my_col2im(cols.copy(), x_shape, kernel, stride, padding))
+        if mine.shape != tuple(x_shape):
+            raise Mismatch(f"for {where} col2im returned shape {mine.shape}; it must give back x's "
+                           f"shape {tuple(x_shape)} (the padding is cut off again at the end).")
+        lhs, rhs = float((im2col(x, kernel, stride, padding) * cols).sum()), float((x * mine).sum())
+        wrong = np.argwhere(~np.isclose(mine, expected, rtol=1e-10, atol=1e-10))
+        if len(wrong):
+            n, c, h, w = wrong[0]
+            copies = col2im(np.ones_like(cols), x_shape, kernel, stride, padding)[n, c, h, w]
+            raise Mismatch(
+                f"for {where} col2im is not the adjoint of im2col:\n"
+                f"  <im2col(x), cols> = {lhs:.6g}   but   <x, col2im(cols)> = {rhs:.6g}\n"
+                f"{len(wrong)} of {mine.size} pixels are wrong; the first is dx[{n}, {c}, {h}, {w}]:\n"
+                f"  yours {mine[n, c, h, w]:.6g}, expected {expected[n, c, h, w]:.6g}, the sum of the "
+                f"{copies:.0f} entries of cols that im2col copied from this pixel\n"
+                "hint: walk the same (c, r, s) x (n, i, j) positions as im2col and ADD (+=) each entry "
+                "back into x_padded[n, c, i*stride + r, j*stride + s]; overlapping windows must sum.")
+    return (f"matches tinyresnet.im2col.col2im on {len(IM2COL_CONFIGS)} shapes, "
+            "so <im2col(x), c> = <x, col2im(c)> holds")
+
+
+def conv2d_from(im2col_fn, col2im_fn):
+    """A conv2d Tensor op built from an im2col/col2im pair (what check_conv2d_pair gradchecks).
+
+    forward:  out = w2 @ im2col(x)                 with w2 = w.reshape(K, C*R*S)
+    backward: dw2 = g2 @ colsᵀ,  dx = col2im(w2ᵀ @ g2)   with g2 = g as (K, N*Ho*Wo)
+    """
+    def conv2d(x, w, stride=1, padding=0):
+        n, _, h, wid = x.shape
+        k, _, r, s = w.shape
+        ho, wo = output_size(h, r, stride, padding), output_size(wid, s, stride, padding)
+        cols = im2col_fn(x.data, (r, s), stride, padding)             # (C*R*S, N*Ho*Wo)
+        w2 = w.data.reshape(k, -1)                                    # (K, C*R*S)
+        out = (w2 @ cols).reshape(k, n, ho, wo).transpose(1, 0, 2, 3)  # (N, K, Ho, Wo)
+
+        def backward(g):
+            g2 = g.transpose(1, 0, 2, 3).reshape(k, -1)               # (K, N*Ho*Wo)
+            dw = (g2 @ cols.T).reshape(w.shape)
+            dx = col2im_fn(w2.T @ g2, x.shape, (r, s), stride, padding)
+            return dx, dw
+        return Tensor.from_op(out, (x, w), backward, "conv2d")
+    return conv2d
+
+
+@_check("conv2d built from my_im2col and my_col2im")
+def check_conv2d_pair(my_im2col, my_col2im):
+    rng, worst = np.random.default_rng(2), 0.0
+    for x_shape, kernel, stride, padding in IM2COL_CONFIGS:
+        x = rng.standard_normal(x_shape)
+        cols = rng.standard_normal(_cols_shape(x_shape, kernel, stride, padding))
+        lhs = float((np.asarray(my_im2col(x.copy(), kernel, stride, padding)) * cols).sum())
+        rhs = float((x * np.asarray(my_col2im(cols.copy(), x_shape, kernel, stride, padding))).sum())
+        if not np.isclose(lhs, rhs, rtol=1e-10, atol=1e-10):
+            raise Mismatch(f"for {_config(x_shape, kernel, stride, padding)} your pair is not adjoint:\n"
+                           f"  <my_im2col(x), c> = {lhs:.10g}\n  <x, my_col2im(c)> = {rhs:.10g}\n"
+                           "hint: run the two checks above first; each says which entry is off.")
+    conv2d = conv2d_from(my_im2col, my_col2im)
+    for x_shape, w_shape, stride, padding in CONV_GRAD_CONFIGS:
+        x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+        name = f"conv2d x{x_shape} w{w_shape} stride {stride} padding {padding}"
+        worst = max(worst, gradcheck(lambda x, w: conv2d(x, w, stride, padding), x, w,
+                                     max_checks=32, name=name))
+    return (f"adjoint on {len(IM2COL_CONFIGS)} shapes; conv2d gradcheck on "
+            f"{len(CONV_GRAD_CONFIGS)} shapes, worst relative error {worst:.1e}")
+
+
+# ---------------------------------------------------------------- lesson 03: batch norm
+
+BN_SHAPES = [(4, 3, 2, 2), (2, 2, 1, 1), (1, 2, 3, 3)]  # as tests/test_batchnorm.py
+BN_EPS = 1e-5
+
+
+def _per_channel(v):
+    return v.reshape(1, -1, 1, 1)
+
+
+def _normalized(x):
+    """xhat and inv_std (C,) of x: (N, C, H, W) with the batch's own statistics."""
+    mean = x.mean(axis=(0, 2, 3))
+    inv_std = 1 / np.sqrt(x.var(axis=(0, 2, 3)) + BN_EPS)
+    return (x - _per_channel(mean)) * _per_channel(inv_std), inv_std
+
+
+def batch_norm_from(backward_fn):
+    """A training-mode batch norm Tensor op whose backward is backward_fn(g, xhat, gamma, inv_std)."""
+    def bn(x, gamma, beta):
+        xhat, inv_std = _normalized(x.data)
+        out = _per_channel(gamma.data) * xhat + _per_channel(beta.data)
+        return Tensor.from_op(out, (x, gamma, beta),
+                              lambda g: backward_fn(g, xhat, gamma.data, inv_std), "batch_norm")
+    return bn
+
+
+def _bn_inputs(rng, shape):
+    c = shape[1]
+    return rng.standard_normal(shape) * 2 + 1, rng.uniform(0.5, 2.0, c), rng.standard_normal(c)
+
+
+@_check("batch_norm_backward")
+def check_batch_norm_backward(batch_norm_backward):
+    rng, worst = np.random.default_rng(0), 0.0
+    x, gamma, beta = _bn_inputs(rng, (2, 3, 4, 4))
+    xhat, inv_std = _normalized(x)
+    _returned(batch_norm_backward(rng.standard_normal(x.shape), xhat, gamma, inv_std),
+              "batch_norm_backward", [("dx", x.shape), ("dgamma", gamma.shape), ("dbeta", beta.shape)])
+    op = batch_norm_from(batch_norm_backward)
+    for shape in BN_SHAPES:
+        worst = max(worst, gradcheck(op, *_bn_inputs(rng, shape), name=f"batch_norm training {shape}"))
+    # the same gradients as the library's batch_norm, on a bigger batch
+    x, gamma, beta = _bn_inputs(rng, (8, 4, 5, 5))
+    u = rng.standard_normal(x.shape)
+    tx, tg, tb = (Tensor(a, requires_grad=True) for a in (x, gamma, beta))
+    batch_norm(tx, tg, tb, np.zeros(4), np.ones(4), training=True, eps=BN_EPS).backward(u)
+    xhat, inv_std = _normalized(x)
+    for name, mine, theirs in zip(("dx", "dgamma", "dbeta"),
+                                  batch_norm_backward(u, xhat, gamma, inv_std),
+                                  (tx.grad, tg.grad, tb.grad)):
+        if not np.allclose(mine, theirs, rtol=1e-6, atol=1e-8):
+            raise Mismatch(f"{name} differs from tinyresnet's batch_norm on a (8, 4, 5, 5) batch: "
+                           f"largest difference {np.abs(mine - theirs).max():.3g}")
+    return (f"gradcheck on {len(BN_SHAPES)} shapes (worst relative error {worst:.1e}); "
+            "dx, dgamma, dbeta equal tinyresnet's batch_norm")

@@ -1,0 +1,49 @@
+"""Fixtures shared by the tests.
+
+`device` runs a test once per device: "cpu" (NumPy) always, "gpu" (CuPy) only
+when a CUDA device is usable, so the same engine suite checks both backends.
+"""
+import numpy as np
+import pytest
+
+from tinyresnet import device as devices
+
+NO_GPU = "no GPU: CuPy with a CUDA device is needed (pip install cupy-cuda12x)"
+NO_TORCH = "PyTorch not installed: comparison against PyTorch skipped"
+HAS_GPU = devices.gpu_available()
+
+
+@pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def device(request):
+    """The device name a test runs on: "cpu", or "gpu" when one is available."""
+    if request.param == "gpu" and not HAS_GPU:
+        pytest.skip(NO_GPU)
+    return request.param
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Report every "no GPU" skip as coming from this file, so `-ra` prints it once, not once per test."""
+    report = (yield).get_result()
+    if report.skipped and isinstance(report.longrepr, tuple) and NO_GPU in str(report.longrepr[2]):
+        report.longrepr = (__file__, None, report.longrepr[2])
+
+
+@pytest.fixture
+def xp(device):
+    """The array module of `device`: numpy or cupy (make inputs with xp.asarray(...))."""
+    return devices.xp_for(device)
+
+
+@pytest.fixture
+def rng():
+    """A fresh NumPy random generator, the same numbers in every test run."""
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def torch():
+    """PyTorch (CPU is enough) for the comparison tests; they skip without it."""
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    torch.set_num_threads(1)  # small problems; do not compete for shared cores
+    return torch

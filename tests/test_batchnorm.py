@@ -1,0 +1,194 @@
+"""Lesson 3: batch normalization.
+
+In training mode each channel is normalized with the batch's own mean and
+variance, so every output depends on every input of the channel: the backward
+pass has two extra terms for those paths. In eval mode the running statistics
+are constants and batch norm is just a per-channel affine map.
+"""
+import numpy as np
+import pytest
+
+from tinyresnet import GradcheckError, Tensor, gradcheck, nn
+from tinyresnet.device import to_device
+from tinyresnet.functional import batch_norm
+
+pytestmark = pytest.mark.batchnorm
+
+EPS = 1e-5
+
+
+def host(a):
+    return to_device(a.data if isinstance(a, Tensor) else a, "cpu")
+
+
+def inputs(xp, rng, shape=(4, 3, 2, 2)):
+    """x, gamma, beta for a batch of `shape`; gamma and beta away from their 1/0 defaults."""
+    c = shape[1]
+    return (xp.asarray(rng.standard_normal(shape) * 2 + 1),
+            xp.asarray(rng.uniform(0.5, 2.0, c)),
+            xp.asarray(rng.standard_normal(c)))
+
+
+def running_stats(xp, rng, c):
+    return xp.asarray(rng.standard_normal(c)), xp.asarray(rng.uniform(0.5, 2.0, c))
+
+
+# ------------------------------------------------------------ backward
+
+@pytest.mark.parametrize("shape", [(4, 3, 2, 2), (2, 2, 1, 1), (1, 2, 3, 3)],
+                         ids=["4x3x2x2", "two-values-per-channel", "batch-of-one-image"])
+def test_backward_training(shape, xp, rng):
+    x, gamma, beta = inputs(xp, rng, shape)
+    mean, var = running_stats(xp, rng, shape[1])
+    gradcheck(lambda x, g, b: batch_norm(x, g, b, mean, var, training=True), x, gamma, beta,
+              name=f"batch_norm training {shape}")
+
+
+def test_backward_eval(xp, rng):
+    x, gamma, beta = inputs(xp, rng)
+    mean, var = running_stats(xp, rng, 3)
+    gradcheck(lambda x, g, b: batch_norm(x, g, b, mean, var, training=False), x, gamma, beta,
+              name="batch_norm eval")
+
+
+def test_no_input_gradient_needed(xp, rng):
+    x, gamma, beta = inputs(xp, rng)
+    mean, var = running_stats(xp, rng, 3)
+    g, b = Tensor(gamma, requires_grad=True), Tensor(beta, requires_grad=True)
+    batch_norm(Tensor(x), g, b, mean, var, training=True).sum().backward()
+    assert g.grad is not None and b.grad is not None
+
+
+def test_all_ones_upstream_hides_the_input_gradient(xp, rng):
+    """Why gradcheck uses a random upstream gradient.
+
+    In training mode each channel's output has mean beta whatever x is, so
+    sum(output) is a constant and d sum(output) / dx = 0. A check with an
+    all-ones upstream gradient cannot tell a correct dx from one that is all zeros.
+    """
+    x, gamma, beta = inputs(xp, rng)
+    mean, var = running_stats(xp, rng, 3)
+    xt = Tensor(x, requires_grad=True)
+    batch_norm(xt, Tensor(gamma), Tensor(beta), mean, var, training=True).backward(xp.ones(x.shape))
+    assert np.abs(host(xt.grad)).max() < 1e-12, "with upstream = 1 the true dx is ~0"
+
+    xt.grad = None
+    batch_norm(xt, Tensor(gamma), Tensor(beta), mean, var, training=True).backward(
+        xp.asarray(rng.standard_normal(x.shape)))
+    assert np.abs(host(xt.grad)).max() > 1e-2, "with a random upstream dx is not 0"
+
+    def bn_with_zero_dx(x, g, b):
+        """A broken batch norm whose backward returns zeros for x."""
+        out = batch_norm(x, g, b, mean, var, training=True)
+        correct = out._backward
+
+        def backward(grad):
+            dx, dgamma, dbeta = correct(grad)
+            return 0 * dx, dgamma, dbeta
+        return Tensor.from_op(out.data, (x, g, b), backward, "batch_norm with dx = 0")
+
+    with pytest.raises(GradcheckError, match="all zeros"):
+        gradcheck(bn_with_zero_dx, x, gamma, beta)
+
+
+# ------------------------------------------------------------ forward and running statistics
+
+def test_training_forward_normalizes_each_channel(xp, rng):
+    x, _, _ = inputs(xp, rng, (8, 3, 4, 4))
+    c = 3
+    mean, var = running_stats(xp, rng, c)
+    out = host(batch_norm(Tensor(x), Tensor(xp.ones(c)), Tensor(xp.zeros(c)), mean, var, training=True))
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-10,
+                               err_msg="each channel has mean 0 after normalization")
+    np.testing.assert_allclose(out.var(axis=(0, 2, 3)), 1, rtol=1e-3,
+                               err_msg="each channel has variance 1 (up to eps) after normalization")
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.3])
+def test_running_statistics_update(momentum, xp, rng):
+    """running = (1 - momentum) * running + momentum * batch statistic, variance unbiased (/(m - 1))."""
+    x, gamma, beta = inputs(xp, rng)
+    mean, var = running_stats(xp, rng, 3)
+    old_mean, old_var = host(mean).copy(), host(var).copy()
+    batch_norm(Tensor(x), Tensor(gamma), Tensor(beta), mean, var, training=True, momentum=momentum)
+    xs = host(x)
+    batch_mean = xs.mean(axis=(0, 2, 3))
+    batch_var = xs.var(axis=(0, 2, 3), ddof=1)
+    np.testing.assert_allclose(host(mean), (1 - momentum) * old_mean + momentum * batch_mean,
+                               rtol=1e-12, atol=1e-12, err_msg="running_mean must be updated in place")
+    np.testing.assert_allclose(host(var), (1 - momentum) * old_var + momentum * batch_var,
+                               rtol=1e-12, atol=1e-12,
+                               err_msg="running_var must use the unbiased batch variance (divide by m - 1)")
+
+
+def test_eval_uses_running_statistics(xp, rng):
+    x, gamma, beta = inputs(xp, rng)
+    mean, var = running_stats(xp, rng, 3)
+    before = host(mean).copy(), host(var).copy()
+    out = host(batch_norm(Tensor(x), Tensor(gamma), Tensor(beta), mean, var, training=False))
+    bc = lambda v: host(v).reshape(1, -1, 1, 1)
+    expected = (host(x) - bc(mean)) / np.sqrt(bc(var) + EPS) * bc(gamma) + bc(beta)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(host(mean), before[0], err_msg="eval mode must not touch running_mean")
+    np.testing.assert_array_equal(host(var), before[1], err_msg="eval mode must not touch running_var")
+    # an image's output does not depend on the rest of its batch
+    alone = host(batch_norm(Tensor(x[:1]), Tensor(gamma), Tensor(beta), mean, var, training=False))
+    np.testing.assert_allclose(alone, out[:1], rtol=1e-12, atol=1e-12)
+
+
+def test_one_value_per_channel_in_training_raises(xp):
+    x = Tensor(xp.ones((1, 3, 1, 1)))
+    mean, var = xp.zeros(3), xp.ones(3)
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        batch_norm(x, Tensor(xp.ones(3)), Tensor(xp.zeros(3)), mean, var, training=True)
+    out = batch_norm(x, Tensor(xp.ones(3)), Tensor(xp.zeros(3)), mean, var, training=False)
+    assert out.shape == (1, 3, 1, 1), "eval mode handles a single value per channel"
+
+
+def test_module_buffers_follow_train_and_eval(rng):
+    bn = nn.BatchNorm2d(3)
+    x = Tensor(rng.standard_normal((4, 3, 2, 2)).astype(np.float32) + 5)
+    bn(x)
+    after_train = bn.running_mean.copy()
+    assert np.all(after_train > 0.1), "a training-mode call moves the running mean towards the batch mean"
+    bn.eval()
+    bn(x)
+    np.testing.assert_array_equal(bn.running_mean, after_train, err_msg="eval calls leave running stats alone")
+    assert bn.running_mean.dtype == np.float32 and bn.running_var.dtype == np.float32
+
+
+# ------------------------------------------------------------ against PyTorch
+
+def assert_close(ours, theirs, what, rtol=1e-4):
+    scale = max(float(np.abs(theirs).max()), 1.0)
+    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * scale,
+                               err_msg=f"{what} differs from PyTorch")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_matches_pytorch(training, torch, xp, rng):
+    f32 = lambda a: np.asarray(a, dtype=np.float32)
+    x = f32(rng.standard_normal((4, 3, 5, 5)) * 3 + 2)
+    gamma, beta = f32(rng.uniform(0.5, 2.0, 3)), f32(rng.standard_normal(3))
+    mean, var = f32(rng.standard_normal(3)), f32(rng.uniform(0.5, 2.0, 3))
+    g = f32(rng.standard_normal(x.shape))
+
+    ox, og, ob = (Tensor(xp.asarray(a), requires_grad=True) for a in (x, gamma, beta))
+    omean, ovar = xp.asarray(mean.copy()), xp.asarray(var.copy())
+    out = batch_norm(ox, og, ob, omean, ovar, training=training, momentum=0.1, eps=EPS)
+    out.backward(xp.asarray(g))
+
+    tx, tg, tb = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
+    tmean, tvar = torch.tensor(mean), torch.tensor(var)
+    tout = torch.nn.functional.batch_norm(tx, tmean, tvar, tg, tb, training=training, momentum=0.1, eps=EPS)
+    tout.backward(torch.tensor(g))
+
+    mode = "train" if training else "eval"
+    assert out.dtype == np.float32
+    assert_close(host(out), tout.detach().numpy(), f"batch_norm ({mode}) output")
+    assert_close(host(ox.grad), tx.grad.numpy(), f"batch_norm ({mode}) dx")
+    assert_close(host(og.grad), tg.grad.numpy(), f"batch_norm ({mode}) dgamma")
+    assert_close(host(ob.grad), tb.grad.numpy(), f"batch_norm ({mode}) dbeta")
+    assert_close(host(omean), tmean.numpy(), f"batch_norm ({mode}) running_mean after one step")
+    assert_close(host(ovar), tvar.numpy(), f"batch_norm ({mode}) running_var after one step")

@@ -1,0 +1,121 @@
+"""Lesson 4: softmax cross-entropy, computed stably, with gradient (softmax - onehot) / N."""
+import numpy as np
+import pytest
+
+from tinyresnet import Tensor, gradcheck
+from tinyresnet.device import to_device
+from tinyresnet.functional import cross_entropy
+
+pytestmark = pytest.mark.loss
+
+
+def host(a):
+    return to_device(a.data if isinstance(a, Tensor) else a, "cpu")
+
+
+def by_hand(logits, labels):
+    """-log softmax(logits)[label], averaged over the batch, the direct (unstable) way."""
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return -np.log(p[np.arange(len(labels)), labels]).mean()
+
+
+def test_backward(xp, rng):
+    logits = xp.asarray(rng.standard_normal((5, 4)) * 2)
+    labels = xp.asarray(np.array([0, 3, 1, 1, 2]))
+    gradcheck(cross_entropy, logits, labels, name="cross_entropy")
+
+
+def test_backward_with_upstream_scale(xp, rng):
+    """The loss is usually the root (upstream 1), but it may be scaled or summed with others."""
+    logits = xp.asarray(rng.standard_normal((3, 10)))
+    labels = xp.asarray(np.array([9, 0, 4]))
+    gradcheck(lambda z: cross_entropy(z, labels) * 2.5 + cross_entropy(z * 0.5, labels), logits,
+              name="2.5 * cross_entropy(z) + cross_entropy(z / 2)")
+
+
+def test_value_equals_minus_log_softmax(xp, rng):
+    logits = rng.standard_normal((6, 10)) * 3
+    labels = rng.integers(0, 10, 6)
+    loss = cross_entropy(Tensor(xp.asarray(logits)), xp.asarray(labels))
+    assert loss.shape == (), f"the loss is a scalar, got shape {loss.shape}"
+    assert loss.item() == pytest.approx(by_hand(logits, labels), rel=1e-12)
+
+
+def test_uniform_logits_give_log_of_class_count(xp):
+    loss = cross_entropy(Tensor(xp.zeros((4, 10))), xp.asarray(np.array([0, 1, 2, 3])))
+    assert loss.item() == pytest.approx(np.log(10), rel=1e-6), "knowing nothing costs log(K) nats"
+
+
+def test_gradient_is_softmax_minus_onehot_over_n(xp, rng):
+    logits = rng.standard_normal((4, 3))
+    labels = np.array([2, 0, 1, 2])
+    z = Tensor(xp.asarray(logits), requires_grad=True)
+    cross_entropy(z, xp.asarray(labels)).backward()
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = (p - np.eye(3)[labels]) / 4
+    np.testing.assert_allclose(host(z.grad), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_labels_may_be_a_tensor(xp, rng):
+    logits = xp.asarray(rng.standard_normal((3, 4)))
+    labels = xp.asarray(np.array([1, 2, 3]))
+    a = cross_entropy(Tensor(logits), labels).item()
+    b = cross_entropy(Tensor(logits), Tensor(labels)).item()
+    assert a == b
+
+
+@pytest.mark.parametrize("scale", [1e4, -1e4], ids=["+1e4", "-1e4"])
+def test_huge_logits_stay_finite(scale, xp, rng):
+    """exp(1e4) overflows; subtracting each row's max first keeps everything finite."""
+    logits = (rng.standard_normal((4, 5)) * scale).astype(np.float32)
+    logits[:, 0] = scale  # a certain, right or wrong, answer
+    labels = np.array([0, 1, 2, 0])
+    z = Tensor(xp.asarray(logits), requires_grad=True)
+    loss = cross_entropy(z, xp.asarray(labels))
+    loss.backward()
+    assert np.isfinite(loss.item()), f"loss is {loss.item()} for logits of size {scale:g}"
+    assert np.all(np.isfinite(host(z.grad))), "the gradient has nan/inf for huge logits"
+    assert z.grad.dtype == np.float32
+
+
+def test_huge_logits_give_the_right_value(xp):
+    z = Tensor(xp.asarray(np.array([[1e4, 0.0, -1e4], [1e4, 0.0, -1e4]], dtype=np.float32)))
+    right = cross_entropy(z, xp.asarray(np.array([0, 0]))).item()
+    wrong = cross_entropy(z, xp.asarray(np.array([1, 1]))).item()
+    assert right == pytest.approx(0.0, abs=1e-6), "confidently right costs nothing"
+    assert wrong == pytest.approx(1e4, rel=1e-6), "confidently wrong by 1e4 costs 1e4 nats"
+
+
+@pytest.mark.parametrize("labels, error, message", [
+    (np.array([0, 1, 4]), ValueError, r"labels must lie in \[0, 4\), got values from 0 to 4"),
+    (np.array([0, -1, 2]), ValueError, r"labels must lie in \[0, 4\), got values from -1 to 2"),
+    (np.array([0.0, 1.0, 2.0]), TypeError, r"integer class labels, got dtype float64"),
+    (np.array([[0], [1], [2]]), ValueError, r"labels of shape \(3,\), got \(3, 1\)"),
+    (np.array([0, 1]), ValueError, r"labels of shape \(3,\), got \(2,\)"),
+], ids=["too-big", "negative", "float", "column", "too-few"])
+def test_bad_labels_raise_clearly(labels, error, message, xp):
+    with pytest.raises(error, match=message):
+        cross_entropy(Tensor(xp.zeros((3, 4))), xp.asarray(labels))
+
+
+def test_logits_must_be_two_dimensional(xp):
+    with pytest.raises(ValueError, match=r"logits of shape \(N, classes\)"):
+        cross_entropy(Tensor(xp.zeros((3, 4, 1))), xp.asarray(np.array([0, 1, 2])))
+
+
+@pytest.mark.torch
+def test_matches_pytorch(torch, xp, rng):
+    logits = (rng.standard_normal((8, 10)) * 3).astype(np.float32)
+    labels = rng.integers(0, 10, 8)
+    z = Tensor(xp.asarray(logits), requires_grad=True)
+    loss = cross_entropy(z, xp.asarray(labels))
+    loss.backward()
+
+    tz = torch.tensor(logits, requires_grad=True)
+    tloss = torch.nn.functional.cross_entropy(tz, torch.tensor(labels))
+    tloss.backward()
+
+    assert loss.dtype == np.float32
+    assert loss.item() == pytest.approx(tloss.item(), rel=1e-5), "cross_entropy value differs from PyTorch"
+    np.testing.assert_allclose(host(z.grad), tz.grad.numpy(), rtol=1e-4, atol=1e-6,
+                               err_msg="cross_entropy gradient differs from PyTorch")

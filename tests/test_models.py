@@ -1,0 +1,117 @@
+"""The CIFAR-10 nets of He et al. 2016 (section 4.2): sizes, shortcuts, errors, state_dict."""
+import numpy as np
+import pytest
+
+from tinyresnet import Tensor, manual_seed, no_grad
+from tinyresnet.models import BasicBlock, cifar_resnet
+
+pytestmark = pytest.mark.models
+
+# Table 6 of the paper: "# params" of the CIFAR-10 ResNets, as printed (in millions)
+TABLE_6 = {20: "0.27", 32: "0.46", 44: "0.66", 56: "0.85", 110: "1.7", 1202: "19.4"}
+
+
+def expected_parameters(depth, shortcut="A", classes=10):
+    """Count the weights from the architecture's description, independently of models.py.
+
+    3x3 convs have no bias; each is followed by a batch norm (gamma and beta);
+    option B adds a 1x1 conv + BN where a stage doubles the channels.
+    """
+    n = (depth - 2) // 6
+    count = 3 * 16 * 9 + 2 * 16                                 # first conv + BN
+    in_channels = 16
+    for channels in (16, 32, 64):
+        for _ in range(n):
+            count += 9 * in_channels * channels + 2 * channels  # conv1 + BN
+            count += 9 * channels * channels + 2 * channels     # conv2 + BN
+            if shortcut == "B" and in_channels != channels:
+                count += in_channels * channels + 2 * channels  # projection + BN
+            in_channels = channels
+    return count + 64 * classes + classes                       # fully connected
+
+
+@pytest.mark.parametrize("depth", sorted(TABLE_6))
+def test_parameter_counts_match_table_6(depth):
+    count = cifar_resnet(depth).num_parameters()
+    printed = TABLE_6[depth]
+    decimals = len(printed.split(".")[1])
+    assert f"{count / 1e6:.{decimals}f}" == printed
+    assert count == expected_parameters(depth)
+
+
+@pytest.mark.parametrize("depth", [20, 56])
+def test_plain_net_has_the_same_parameters(depth):
+    """Option A shortcuts are parameter-free: plain and residual twins have the same size."""
+    plain, residual = cifar_resnet(depth, residual=False), cifar_resnet(depth, residual=True)
+    assert plain.num_parameters() == residual.num_parameters()
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in residual.parameters()]
+
+
+def test_option_b_adds_projections_only_where_the_shape_changes():
+    a, b = cifar_resnet(20, shortcut="A"), cifar_resnet(20, shortcut="B")
+    projections = [blk for blk in b.blocks if blk.projection is not None]
+    assert len(projections) == 2
+    assert [(blk.conv1.weight.shape[1], blk.conv1.weight.shape[0]) for blk in projections] == [(16, 32), (32, 64)]
+    assert b.num_parameters() - a.num_parameters() == (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
+    assert b.num_parameters() == expected_parameters(20, "B")
+    # plain nets have no shortcut, so option B changes nothing there
+    assert cifar_resnet(20, residual=False, shortcut="B").num_parameters() == a.num_parameters()
+
+
+@pytest.mark.parametrize("depth", [21, 0, 2, -4, "abc", 20.0])
+def test_invalid_depth_lists_the_valid_ones(depth):
+    with pytest.raises(ValueError, match=r"20, 32, 44, 56, 110, 1202"):
+        cifar_resnet(depth)
+
+
+def test_invalid_shortcut():
+    with pytest.raises(ValueError, match="shortcut"):
+        cifar_resnet(20, shortcut="C")
+
+
+def images(n=2, seed=0):
+    return Tensor(np.random.default_rng(seed).standard_normal((n, 3, 32, 32)).astype(np.float32))
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_output_is_one_score_per_class(residual):
+    model = cifar_resnet(8, residual=residual)
+    out = model(images(2))
+    assert out.shape == (2, 10) and out.dtype == np.float32
+    assert np.isfinite(out.data).all()
+
+
+@pytest.mark.parametrize("depth", [8, 20])
+def test_responses_collect_every_3x3_layer(depth):
+    """Fig. 7 needs the response of each 3x3 layer after BN: 6n+1 of them (all but the fc)."""
+    responses = []
+    with no_grad():
+        cifar_resnet(depth)(images(2), responses)
+    assert len(responses) == depth - 1
+    assert [r.shape[1] for r in responses] == [16] * (1 + (depth - 2) // 3) + \
+        [32] * ((depth - 2) // 3) + [64] * ((depth - 2) // 3)
+    assert responses[0].shape == (2, 16, 32, 32) and responses[-1].shape == (2, 64, 8, 8)
+
+
+def test_block_downsamples_and_widens():
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 16, 32, 32)).astype(np.float32))
+    for shortcut in "AB":
+        assert BasicBlock(16, 32, stride=2, shortcut=shortcut)(x).shape == (2, 32, 16, 16)
+
+
+def test_state_dict_round_trip_gives_the_same_outputs():
+    manual_seed(0)
+    trained = cifar_resnet(8)
+    with no_grad():
+        for seed in range(3):  # move the batch-norm running statistics away from 0 and 1
+            trained(images(4, seed))
+    trained.eval()
+    state = trained.state_dict()
+    assert any(k.endswith("running_mean") for k in state)
+    manual_seed(1)
+    fresh = cifar_resnet(8).eval()
+    x = images(2, seed=9)
+    with no_grad():
+        assert not np.allclose(fresh(x).data, trained(x).data)
+        fresh.load_state_dict(state)
+        np.testing.assert_array_equal(fresh(x).data, trained(x).data)

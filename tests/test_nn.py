@@ -1,0 +1,303 @@
+"""Lesson 5: modules and the small functional ops of a CIFAR ResNet.
+
+A Module finds its parameters by looking at its attributes, saves and loads
+them by name, and initializes convolutions the way He et al. prescribe.
+"""
+import pickle
+
+import numpy as np
+import pytest
+
+import tinyresnet
+from tinyresnet import Tensor, gradcheck, nn
+from tinyresnet import functional as F
+from tinyresnet.device import device_of, to_device
+
+pytestmark = pytest.mark.nn
+
+
+def host(a):
+    return to_device(a.data if isinstance(a, Tensor) else a, "cpu")
+
+
+class Block(nn.Module):
+    def __init__(self, channels):
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)) + x)
+
+
+class TinyNet(nn.Module):
+    """stem -> a list of blocks -> pool -> linear: the shape of a CIFAR ResNet, in miniature."""
+
+    def __init__(self, channels=4, blocks=2, classes=3):
+        self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU())
+        self.blocks = [Block(channels) for _ in range(blocks)]
+        self.fc = nn.Linear(channels, classes)
+        self.not_a_parameter = Tensor(np.ones(3), requires_grad=True)
+        self.scale = 2.0
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.fc(F.global_avg_pool(x))
+
+
+EXPECTED_NAMES = [
+    "stem.layers.0.weight", "stem.layers.1.gamma", "stem.layers.1.beta",
+    "blocks.0.conv.weight", "blocks.0.bn.gamma", "blocks.0.bn.beta",
+    "blocks.1.conv.weight", "blocks.1.bn.gamma", "blocks.1.bn.beta",
+    "fc.weight", "fc.bias",
+]
+
+
+def images(rng, n=4, size=6):
+    return rng.standard_normal((n, 3, size, size)).astype(np.float32)
+
+
+# ------------------------------------------------------------ finding parameters
+
+def test_named_parameters_are_found_in_nested_modules_and_lists():
+    net = TinyNet()
+    names = [name for name, _ in net.named_parameters()]
+    assert sorted(names) == sorted(EXPECTED_NAMES), (
+        "parameters must be found in attributes, sub-modules and lists of sub-modules; "
+        f"found {names}")
+    assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in net.parameters())
+    assert len(net.parameters()) == len(EXPECTED_NAMES), "each parameter is listed exactly once"
+    params = dict(net.named_parameters())
+    assert params["blocks.1.conv.weight"] is net.blocks[1].conv.weight
+    assert net.num_parameters() == 3 * 4 * 9 + 2 * 4 + 2 * (4 * 4 * 9 + 2 * 4) + 4 * 3 + 3
+
+
+def test_named_buffers_are_the_running_statistics():
+    names = [name for name, _ in TinyNet().named_buffers()]
+    assert sorted(names) == sorted(
+        f"{layer}.{stat}" for layer in ("stem.layers.1", "blocks.0.bn", "blocks.1.bn")
+        for stat in ("running_mean", "running_var"))
+
+
+def test_plain_tensors_are_not_parameters():
+    net = TinyNet()
+    assert all(p is not net.not_a_parameter for p in net.parameters()), \
+        "only nn.Parameter attributes are trained, not every Tensor"
+
+
+def test_train_and_eval_reach_every_module():
+    net = TinyNet()
+    assert all(m.training for m in net.modules())
+    assert net.eval() is net
+    assert not any(m.training for m in net.modules()), "eval() must reach modules inside lists too"
+    net.train()
+    assert all(m.training for m in net.modules())
+
+
+def test_zero_grad(rng):
+    net = TinyNet()
+    F.cross_entropy(net(Tensor(images(rng))), np.array([0, 1, 2, 0])).backward()
+    assert all(p.grad is not None for p in net.parameters())
+    net.zero_grad()
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_sequential_indexing():
+    seq = nn.Sequential(nn.ReLU(), nn.Linear(2, 3))
+    assert len(seq) == 2 and isinstance(seq[1], nn.Linear)
+
+
+# ------------------------------------------------------------ state_dict
+
+def trained_net(rng):
+    """A net whose parameters and running statistics moved away from their initial values."""
+    net = TinyNet()
+    opt = tinyresnet.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        F.cross_entropy(net(Tensor(images(rng))), np.array([0, 1, 2, 0])).backward()
+        opt.step()
+    return net
+
+
+def test_state_dict_round_trip_gives_identical_outputs(rng):
+    net = trained_net(rng)
+    state = net.state_dict()
+    assert set(state) == set(EXPECTED_NAMES) | {n for n, _ in net.named_buffers()}
+    assert all(type(v) is np.ndarray for v in state.values()), "state_dict holds host NumPy arrays"
+
+    tinyresnet.manual_seed(123)  # the fresh net starts from other weights
+    fresh = TinyNet()
+    fresh.load_state_dict(pickle.loads(pickle.dumps(state)))   # as if saved to disk and read back
+    x = Tensor(images(rng))
+    np.testing.assert_array_equal(fresh.eval()(x).numpy(), net.eval()(x).numpy(),
+                                  err_msg="a module loaded from a state_dict must compute the same outputs")
+
+
+def test_state_dict_is_a_snapshot(rng):
+    net = trained_net(rng)
+    state = net.state_dict()
+    saved = state["fc.weight"].copy()
+    net.fc.weight.data += 1
+    net.blocks[0].bn.running_mean += 1
+    np.testing.assert_array_equal(state["fc.weight"], saved,
+                                  err_msg="state_dict must copy, not alias, the live parameters")
+    assert not np.array_equal(state["blocks.0.bn.running_mean"], net.blocks[0].bn.running_mean)
+
+
+def test_load_state_dict_writes_in_place():
+    """Optimizers hold the parameter objects: loading must not replace them."""
+    net = TinyNet()
+    weight, running_mean = net.fc.weight, net.blocks[0].bn.running_mean
+    state = {k: v + 1 for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    assert net.fc.weight is weight and net.blocks[0].bn.running_mean is running_mean
+    np.testing.assert_array_equal(weight.data, state["fc.weight"])
+    assert weight.dtype == np.float32
+
+
+def test_load_state_dict_with_wrong_keys_names_them():
+    net = TinyNet()
+    state = net.state_dict()
+    state["fc.wieght"] = state.pop("fc.weight")
+    with pytest.raises(KeyError, match=r"missing \['fc.weight'\], unexpected \['fc.wieght'\]"):
+        net.load_state_dict(state)
+
+
+def test_load_state_dict_with_wrong_shape_names_the_key():
+    net = TinyNet()
+    state = TinyNet(classes=5).state_dict()
+    with pytest.raises(ValueError, match=r"state_dict\['fc.weight'\] has shape \(5, 4\), the module has \(3, 4\)"):
+        net.load_state_dict(state)
+
+
+# ------------------------------------------------------------ initialization
+
+def test_conv_he_init():
+    """He et al. 2015: std = sqrt(2 / fan_in) keeps activations' variance constant through ReLUs."""
+    conv = nn.Conv2d(64, 128, 3)
+    w = conv.weight.data
+    assert w.shape == (128, 64, 3, 3) and w.dtype == np.float32
+    fan_in = 64 * 3 * 3
+    want = np.sqrt(2 / fan_in)
+    # 73728 samples: the sample std is within 1% of the true one with overwhelming probability
+    assert w.std() == pytest.approx(want, rel=0.01), f"Conv2d init std {w.std():.5f}, He init is {want:.5f}"
+    assert abs(w.mean()) < 5 * want / np.sqrt(w.size), "Conv2d init should have mean 0"
+
+
+def test_linear_init_is_uniform_within_one_over_sqrt_fan_in():
+    fc = nn.Linear(256, 64)
+    bound = 1 / np.sqrt(256)
+    assert fc.weight.shape == (64, 256) and fc.bias.shape == (64,)
+    assert np.abs(fc.weight.data).max() <= bound and np.abs(fc.weight.data).max() > 0.9 * bound
+    assert np.abs(fc.bias.data).max() <= bound
+
+
+def test_batchnorm_init():
+    bn = nn.BatchNorm2d(5)
+    np.testing.assert_array_equal(bn.gamma.data, np.ones(5))
+    np.testing.assert_array_equal(bn.beta.data, np.zeros(5))
+    np.testing.assert_array_equal(bn.running_mean, np.zeros(5))
+    np.testing.assert_array_equal(bn.running_var, np.ones(5))
+
+
+def test_manual_seed_makes_init_repeatable():
+    tinyresnet.manual_seed(7)
+    a = TinyNet().state_dict()
+    tinyresnet.manual_seed(7)
+    b = TinyNet().state_dict()
+    tinyresnet.manual_seed(8)
+    c = TinyNet().state_dict()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=f"{key}: same seed, different init")
+    assert not np.array_equal(a["fc.weight"], c["fc.weight"]), "different seeds should give different weights"
+
+
+# ------------------------------------------------------------ small functional ops
+
+@pytest.mark.parametrize("bias", [True, False], ids=["with-bias", "no-bias"])
+def test_linear_backward(bias, xp, rng):
+    x = xp.asarray(rng.standard_normal((5, 4)))
+    w = xp.asarray(rng.standard_normal((3, 4)))
+    b = xp.asarray(rng.standard_normal(3))
+    if bias:
+        gradcheck(F.linear, x, w, b, name="linear")
+    else:
+        gradcheck(F.linear, x, w, name="linear without bias")
+
+
+def test_linear_forward(xp, rng):
+    x, w, b = rng.standard_normal((5, 4)), rng.standard_normal((3, 4)), rng.standard_normal(3)
+    out = F.linear(Tensor(xp.asarray(x)), Tensor(xp.asarray(w)), Tensor(xp.asarray(b)))
+    np.testing.assert_allclose(host(out), x @ w.T + b, rtol=1e-12, atol=1e-12)
+
+
+def test_global_avg_pool(xp, rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    out = F.global_avg_pool(Tensor(xp.asarray(x)))
+    assert out.shape == (2, 3)
+    np.testing.assert_allclose(host(out), x.mean(axis=(2, 3)), rtol=1e-12, atol=1e-12)
+    gradcheck(F.global_avg_pool, xp.asarray(x), name="global_avg_pool")
+
+
+@pytest.mark.parametrize("size", [4, 5], ids=["even", "odd"])
+def test_subsample(size, xp, rng):
+    x = rng.standard_normal((2, 3, size, size))
+    out = F.subsample(Tensor(xp.asarray(x)))
+    half = (size + 1) // 2
+    assert out.shape == (2, 3, half, half)
+    np.testing.assert_array_equal(host(out), x[:, :, ::2, ::2])
+    gradcheck(F.subsample, xp.asarray(x), name=f"subsample {size}x{size}")
+
+
+@pytest.mark.parametrize("before, after", [(2, 2), (0, 3), (1, 0)])
+def test_pad_channels(before, after, xp, rng):
+    x = rng.standard_normal((2, 3, 2, 2))
+    out = host(F.pad_channels(Tensor(xp.asarray(x)), before, after))
+    assert out.shape == (2, before + 3 + after, 2, 2)
+    np.testing.assert_array_equal(out[:, before:before + 3], x, err_msg="the old channels sit in the middle")
+    assert not out[:, :before].any() and not out[:, before + 3:].any(), "the new channels are zeros"
+    gradcheck(lambda x: F.pad_channels(x, before, after), xp.asarray(x), name=f"pad_channels({before}, {after})")
+
+
+def test_option_a_shortcut_backward(xp, rng):
+    """The parameter-free shortcut where a stage halves the size and doubles the channels."""
+    x = xp.asarray(rng.standard_normal((2, 2, 4, 4)))
+    gradcheck(lambda x: F.pad_channels(F.subsample(x), 1, 1), x, name="pad_channels(subsample(x))")
+
+
+def test_relu_module(xp):
+    out = nn.ReLU()(Tensor(xp.asarray([-1.0, 2.0])))
+    np.testing.assert_array_equal(host(out), [0.0, 2.0])
+
+
+# ------------------------------------------------------------ end to end
+
+def test_small_network_forward_and_backward(device, xp, rng):
+    net = TinyNet().to(device)
+    x = Tensor(xp.asarray(images(rng)))
+    logits = net(x)
+    assert logits.shape == (4, 3) and logits.dtype == np.float32 and logits.device == device
+    loss = F.cross_entropy(logits, xp.asarray(np.array([0, 1, 2, 0])))
+    loss.backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None, f"{name} received no gradient"
+        assert p.grad.shape == p.shape, f"{name}: gradient shape {p.grad.shape} != parameter shape {p.shape}"
+        assert device_of(p.grad) == device
+        g = host(p.grad)
+        assert np.all(np.isfinite(g)) and np.any(g != 0), f"{name}: gradient is not finite or all zero"
+
+
+def test_small_network_input_gradient(device, xp, rng):
+    """The whole chain conv -> bn -> relu -> ... -> linear -> loss, checked end to end."""
+    net = TinyNet().to(device)
+    labels = xp.asarray(np.array([0, 1, 2]))
+    gradcheck(lambda x: F.cross_entropy(net(x), labels), xp.asarray(rng.standard_normal((3, 3, 4, 4))),
+              max_checks=16, name="TinyNet + cross_entropy, d loss / d images")
+
+
+def test_module_to_cpu_is_a_no_op():
+    net = TinyNet()
+    weight = net.fc.weight.data
+    assert net.to("cpu") is net and net.fc.weight.data is weight

@@ -1,0 +1,217 @@
+"""Lesson 6: SGD with momentum and weight decay, and the paper's learning-rate schedules."""
+import pickle
+
+import numpy as np
+import pytest
+
+from tinyresnet import Tensor, nn
+from tinyresnet.device import to_device
+from tinyresnet.optim import SGD, StepDecay, Warmup
+
+pytestmark = pytest.mark.optim
+
+
+def host(a):
+    return to_device(a.data if isinstance(a, Tensor) else a, "cpu")
+
+
+def param(xp, values):
+    """A float32 Parameter on xp's device holding a copy of `values`."""
+    p = nn.Parameter(np.array(values, dtype=np.float32))  # np.array copies: steps must not write into `values`
+    p.data = xp.asarray(p.data)
+    return p
+
+
+# ------------------------------------------------------------ SGD
+
+def test_two_steps_by_hand(xp, rng):
+    """g = grad + wd * w;  v = momentum * v + g (v = g on the first step);  w = w - lr * v."""
+    lr, momentum, wd = 0.1, 0.9, 1e-2
+    w0 = rng.standard_normal(5).astype(np.float32)
+    g1, g2 = rng.standard_normal((2, 5)).astype(np.float32)
+    p = param(xp, w0)
+    opt = SGD([p], lr=lr, momentum=momentum, weight_decay=wd)
+
+    p.grad = xp.asarray(g1)
+    opt.step()
+    v1 = g1 + wd * w0
+    w1 = w0 - lr * v1
+    np.testing.assert_allclose(host(p), w1, rtol=1e-6, err_msg="first SGD step: w - lr * (grad + wd * w)")
+
+    p.grad = xp.asarray(g2)
+    opt.step()
+    v2 = momentum * v1 + g2 + wd * w1
+    np.testing.assert_allclose(host(p), w1 - lr * v2, rtol=1e-6,
+                               err_msg="second SGD step: the velocity remembers momentum * previous velocity")
+    assert p.dtype == np.float32, "an SGD step must keep float32 parameters float32"
+
+
+def test_parameters_without_gradient_are_left_alone(xp):
+    a, b = param(xp, [1.0, 2.0]), param(xp, [3.0, 4.0])
+    opt = SGD([a, b], lr=0.1)
+    a.grad = xp.ones(2, dtype=xp.float32)
+    opt.step()
+    np.testing.assert_array_equal(host(b), [3.0, 4.0])
+    assert opt.velocity[1] is None
+
+
+def test_zero_grad(xp):
+    p = param(xp, [1.0])
+    p.grad = xp.ones(1, dtype=xp.float32)
+    opt = SGD([p])
+    opt.zero_grad()
+    assert p.grad is None
+
+
+def test_no_parameters_raises():
+    with pytest.raises(ValueError, match="no parameters"):
+        SGD([])
+
+
+def test_step_does_not_build_a_graph(xp):
+    p = param(xp, [1.0, 2.0])
+    p.grad = xp.ones(2, dtype=xp.float32)
+    SGD([p]).step()
+    assert p._parents == () and p.requires_grad
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("momentum, wd", [(0.9, 1e-4), (0.9, 5e-2), (0.0, 0.0)],
+                         ids=["paper", "strong-decay", "plain"])
+def test_matches_pytorch(momentum, wd, torch, xp, rng):
+    shapes = [(4, 3), (3,)]
+    init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(5)]
+
+    ours = [param(xp, w) for w in init]
+    opt = SGD(ours, lr=0.1, momentum=momentum, weight_decay=wd)
+    theirs = [torch.tensor(w, requires_grad=True) for w in init]
+    topt = torch.optim.SGD(theirs, lr=0.1, momentum=momentum, weight_decay=wd)
+    for step, gs in enumerate(grads):
+        for p, t, g in zip(ours, theirs, gs):
+            p.grad = xp.asarray(g)
+            t.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
+        for i, (p, t) in enumerate(zip(ours, theirs)):
+            np.testing.assert_allclose(host(p), t.detach().numpy(), rtol=1e-5, atol=1e-6,
+                                       err_msg=f"parameter {i} after step {step + 1} differs from torch.optim.SGD")
+
+
+def run_steps(opt, params, grads, xp):
+    for gs in grads:
+        for p, g in zip(params, gs):
+            p.grad = xp.asarray(g)
+        opt.step()
+    return [host(p).copy() for p in params]
+
+
+def test_state_dict_round_trip_continues_identically(xp, rng):
+    """Resuming from a checkpoint (pickled to disk) continues exactly where training stopped."""
+    init = [rng.standard_normal(3).astype(np.float32), rng.standard_normal(2).astype(np.float32)]
+    grads = [[rng.standard_normal(3).astype(np.float32), rng.standard_normal(2).astype(np.float32)]
+             for _ in range(6)]
+    a = [param(xp, w) for w in init]
+    opt_a = SGD(a, lr=0.05, momentum=0.9, weight_decay=1e-3)
+    run_steps(opt_a, a, grads[:3], xp)
+    checkpoint = pickle.dumps(([host(p).copy() for p in a], opt_a.state_dict()))
+
+    weights, state = pickle.loads(checkpoint)
+    b = [param(xp, w) for w in weights]
+    opt_b = SGD(b, lr=1.0, momentum=0.0, weight_decay=0.0)   # hyper-parameters come from the state
+    opt_b.load_state_dict(state)
+    assert (opt_b.lr, opt_b.momentum, opt_b.weight_decay) == (0.05, 0.9, 1e-3)
+
+    final_a = run_steps(opt_a, a, grads[3:], xp)
+    final_b = run_steps(opt_b, b, grads[3:], xp)
+    for i, (wa, wb) in enumerate(zip(final_a, final_b)):
+        np.testing.assert_array_equal(wb, wa, err_msg=f"parameter {i}: the resumed optimizer diverged")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "library bug: on the CPU SGD.state_dict() returns the live velocity arrays (to_device(v, 'cpu') "
+    "does not copy) and load_state_dict() adopts the given arrays, so an in-memory state_dict "
+    "changes with later steps and two optimizers loaded from it share buffers"))
+def test_state_dict_is_a_snapshot(rng):
+    p = nn.Parameter(rng.standard_normal(3))
+    opt = SGD([p], lr=0.1)
+    p.grad = np.ones(3, dtype=np.float32)
+    opt.step()
+    state = opt.state_dict()
+    saved = state["velocity"][0].copy()
+    opt.step()
+    np.testing.assert_array_equal(state["velocity"][0], saved,
+                                  err_msg="a later step changed the velocity stored in the state_dict")
+
+
+def test_load_state_dict_with_wrong_parameter_count_raises(xp):
+    opt = SGD([param(xp, [1.0]), param(xp, [2.0])])
+    with pytest.raises(ValueError, match="optimizer state has 1 buffers, this optimizer has 2 parameters"):
+        opt.load_state_dict(SGD([param(xp, [1.0])]).state_dict())
+
+
+def test_converges_on_least_squares(xp, rng):
+    """Fit w in A w = y: the loss goes down to ~0 and w reaches the solution."""
+    a = rng.standard_normal((20, 3)).astype(np.float32)
+    w_true = np.array([1.5, -2.0, 0.5], dtype=np.float32)
+    y = a @ w_true
+    A, Y = Tensor(xp.asarray(a)), Tensor(xp.asarray(y))
+    w = param(xp, np.zeros(3))
+    opt = SGD([w], lr=0.1, momentum=0.9, weight_decay=0.0)
+    losses = []
+    for _ in range(150):
+        opt.zero_grad()
+        r = A @ w - Y
+        loss = (r * r).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 1e-6 * losses[0], f"loss went from {losses[0]:.3g} to only {losses[-1]:.3g}"
+    np.testing.assert_allclose(host(w), w_true, atol=1e-3)
+
+
+# ------------------------------------------------------------ schedules
+
+def test_step_decay_at_the_milestones():
+    """The paper: 0.1, divided by 10 at 32k and again at 48k iterations."""
+    lr = StepDecay(0.1, [32000, 48000])
+    for iteration, want in [(0, 0.1), (31999, 0.1), (32000, 0.01), (47999, 0.01), (48000, 0.001),
+                            (64000, 0.001)]:
+        assert lr(iteration) == pytest.approx(want), f"StepDecay at iteration {iteration}"
+
+
+def test_step_decay_sorts_milestones_and_uses_gamma():
+    lr = StepDecay(1.0, [20, 10], gamma=0.5)
+    assert [lr(i) for i in (9, 10, 19, 20)] == [1.0, 0.5, 0.5, 0.25]
+
+
+def test_warmup_holds_until_error_below_threshold():
+    """ResNet-110: lr 0.01 until training error < 80%, then the normal schedule (0.1, ...)."""
+    lr = Warmup(StepDecay(0.1, [32000, 48000]), warmup_lr=0.01, until_error=0.8)
+    assert lr(0) == 0.01 and lr(399) == 0.01
+    lr.observe(0.9)
+    lr.observe(0.8)
+    assert lr(400) == 0.01, "an error of exactly 80% is not below 80%: keep warming up"
+    lr.observe(0.79)
+    assert lr(400) == pytest.approx(0.1), "after the error drops below 80% the schedule takes over"
+    lr.observe(0.95)
+    assert lr(401) == pytest.approx(0.1), "warm-up ends once; a later bad batch does not restart it"
+    assert lr(32000) == pytest.approx(0.01) and lr(48000) == pytest.approx(0.001)
+
+
+def test_warmup_state_dict_round_trip():
+    lr = Warmup(StepDecay(0.1, [100]))
+    lr.observe(0.5)
+    resumed = Warmup(StepDecay(0.1, [100]))
+    assert resumed(5) == 0.01
+    resumed.load_state_dict(pickle.loads(pickle.dumps(lr.state_dict())))
+    assert resumed(5) == pytest.approx(0.1) and resumed(100) == pytest.approx(0.01)
+    fresh = Warmup(StepDecay(0.1, [100]))
+    fresh.load_state_dict(Warmup(StepDecay(0.1, [100])).state_dict())
+    assert fresh(5) == 0.01, "a state saved during warm-up resumes in warm-up"
+
+
+def test_step_decay_state_dict_round_trip():
+    lr = StepDecay(0.1, [10])
+    lr.load_state_dict(lr.state_dict())
+    assert lr(9) == pytest.approx(0.1) and lr(10) == pytest.approx(0.01)

@@ -1,0 +1,401 @@
+"""The training script on a tiny fake CIFAR-10: files, exact resume, Ctrl-C, NaN, bad input.
+
+Depth 8, 24 training images in batches of 8 (3 steps per epoch), 20 test
+images: each run takes a fraction of a second. No test touches the network.
+"""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_fixture import write_fake_cifar
+from tinyresnet import checkpoint as ckpt_module
+from tinyresnet import functional, is_grad_enabled
+from tinyresnet import train
+from tinyresnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tinyresnet.device import gpu_available
+
+pytestmark = pytest.mark.train
+
+ROOT = Path(__file__).resolve().parent.parent
+HAS_GPU = gpu_available()
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    return write_fake_cifar(tmp_path_factory.mktemp("cifar"), n_train=24, n_test=20)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any download attempt fails as if offline."""
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network in tests")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+
+
+def read_often(mp):
+    """Read the running loss every 2 steps, so that the reads (NaN checks, warm-up) happen in
+    these short runs, and end the warm-up at the first read (the error is always < 101%), so
+    that its state matters when resuming."""
+    mp.setattr(train, "READ_EVERY", 2)
+    mp.setattr(train, "WARMUP_UNTIL", 1.01)
+
+
+@pytest.fixture(autouse=True)
+def short_reads(monkeypatch):
+    read_often(monkeypatch)
+
+
+def tiny(fake, out, *more, quiet=True):
+    return ["--depth", "8", "--batch-size", "8", "--data-dir", str(fake), "--out", str(out),
+            *(["--quiet"] if quiet else []), *more]
+
+
+RECIPE = ("--epochs", "2", "--warmup")  # 6 steps, LR drops at 3 and 4
+
+
+def log_rows(out, keep_time=False):
+    with open(Path(out) / "log.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == list(train.LOG_COLUMNS)
+    return [r if keep_time else r[:-1] for r in rows[1:]]
+
+
+def weights(out):
+    return load_checkpoint(Path(out) / "checkpoint.npz")["model"]
+
+
+def after_call(n, fn, action):
+    """fn, but action() runs after its n-th call returns."""
+    calls = [0]
+
+    def wrapper(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] == n:
+            action()
+        return result
+    return wrapper
+
+
+def ctrl_c():
+    signal.raise_signal(signal.SIGINT)
+
+
+def keyboard_interrupt():
+    raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(fake, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "uninterrupted"
+    with pytest.MonkeyPatch.context() as mp:
+        read_often(mp)
+        summary = train.main(tiny(fake, out, *RECIPE))
+    return out, summary
+
+
+def assert_same_run(out, reference):
+    assert log_rows(out) == log_rows(reference)
+    a, b = weights(out), weights(reference)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def exit_status(argv):
+    with pytest.raises(SystemExit) as e:
+        train.main(argv)
+    return e.value.code
+
+
+# ---------------------------------------------------------------- files
+
+def test_cli_run_writes_log_config_and_checkpoint(fake, tmp_path):
+    out = tmp_path / "run"
+    argv = ["--depth", "8", "--iterations", "2", "--batch-size", "8",
+            "--data-dir", str(fake), "--out", str(out)]
+    done = subprocess.run([sys.executable, "-m", "tinyresnet.train", *argv], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "images/s" in done.stdout and "Traceback" not in done.stderr
+    rows = log_rows(out, keep_time=True)
+    assert len(rows) == 1 and rows[0][0] == "2"  # the run ended mid-epoch: one row at its end
+    assert all(np.isfinite(float(v)) for v in rows[0])
+    config = json.loads((out / "config.json").read_text())
+    assert config["command"] == "python -m tinyresnet.train " + " ".join(argv)
+    assert config["args"]["depth"] == 8 and config["label"] == "ResNet-8"
+    assert config["device"] == "cpu" and config["test_set"] == "test"
+    assert "numpy" in config["versions"] and config["total_iterations"] == 2
+    state = load_checkpoint(out / "checkpoint.npz")
+    assert state["iteration"] == 2 and state["args"]["batch_size"] == 8
+    assert "running_var" in "".join(state["model"])
+
+
+def test_epoch_rows_and_summary(uninterrupted):
+    out, summary = uninterrupted
+    rows = log_rows(out, keep_time=True)
+    assert [r[:2] for r in rows] == [["3", "1"], ["6", "2"]]
+    assert rows[-1][2] == "0.001"  # /100 after 75% of the run
+    assert summary["iterations"] == 6 and summary["epochs"] == 2
+    assert summary["test_error"] == pytest.approx(float(rows[-1][6]), abs=1e-4)
+    assert summary["best_test_error"] == pytest.approx(min(float(r[6]) for r in rows), abs=1e-4)
+    assert summary["log"] == str(out / "log.csv") and summary["images_per_second"] > 0
+
+
+def test_run_api_matches_the_command_line(fake, tmp_path):
+    summary = train.run(depth=8, residual=False, iterations=2, batch_size=8,
+                        data_dir=str(fake), out=str(tmp_path / "plain"), quiet=True)
+    assert summary["label"] == "plain-8" and Path(summary["log"]).is_file()
+    config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert config["args"]["residual"] is False and "--plain" in config["command"]
+
+
+def test_val_split_is_used_as_the_test_columns(fake, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train, "VAL_SIZE", 16)
+    train.main(tiny(fake, tmp_path / "val", "--iterations", "1", "--val-split", quiet=False))
+    assert "held out" in capsys.readouterr().out
+    config = json.loads((tmp_path / "val" / "config.json").read_text())
+    assert config["test_set"] == "val" and config["train_images"] == 8 and config["test_images"] == 16
+
+
+# ---------------------------------------------------------------- resume
+
+def test_resume_after_an_epoch_matches_an_uninterrupted_run(fake, tmp_path, monkeypatch, capsys,
+                                                            uninterrupted):
+    out = tmp_path / "resumed"
+    # Ctrl-C during the first epoch's evaluation: the run stops after saving at the epoch end
+    evaluate = train.evaluate
+    monkeypatch.setattr(train, "evaluate", after_call(1, evaluate, ctrl_c))
+    assert exit_status(tiny(fake, out, *RECIPE)) == 130
+    assert "iteration 3" in capsys.readouterr().err
+    assert len(log_rows(out)) == 1
+    monkeypatch.setattr(train, "evaluate", evaluate)
+    # the options not typed again come from the checkpoint
+    summary = train.main(["--out", str(out), "--resume", "--quiet"])
+    assert summary["iterations"] == 6
+    assert_same_run(out, uninterrupted[0])
+    config = json.loads((out / "config.json").read_text())
+    assert config["resumed"][0]["iteration"] == 3
+
+
+def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(fake, tmp_path, monkeypatch, capsys, uninterrupted):
+    out = tmp_path / "ctrl_c"
+    step = train.train_step
+    monkeypatch.setattr(train, "train_step", after_call(5, step, ctrl_c))
+    assert exit_status(tiny(fake, out, *RECIPE)) == 130
+    err = capsys.readouterr().err
+    assert "stopped at iteration 5" in err and "--resume" in err and "Traceback" not in err
+    assert load_checkpoint(out / "checkpoint.npz")["iteration"] == 5
+    assert len(log_rows(out)) == 1
+    monkeypatch.setattr(train, "train_step", step)
+    train.main(tiny(fake, out, *RECIPE, "--resume"))
+    assert_same_run(out, uninterrupted[0])
+
+
+def test_interrupt_inside_a_step_keeps_the_last_checkpoint(fake, tmp_path, monkeypatch, capsys,
+                                                           uninterrupted):
+    """A KeyboardInterrupt that lands mid-step (a second Ctrl-C) saves nothing half-done."""
+    out = tmp_path / "hard_stop"
+    step = train.train_step
+    monkeypatch.setattr(train, "train_step", after_call(5, step, keyboard_interrupt))
+    assert exit_status(tiny(fake, out, *RECIPE)) == 130
+    err = capsys.readouterr().err
+    assert "nothing saved" in err and "iteration 3" in err and "Traceback" not in err
+    assert load_checkpoint(out / "checkpoint.npz")["iteration"] == 3
+    monkeypatch.setattr(train, "train_step", step)
+    train.main(tiny(fake, out, *RECIPE, "--resume"))
+    assert_same_run(out, uninterrupted[0])
+
+
+def test_resume_of_a_finished_run_trains_nothing(fake, tmp_path, uninterrupted):
+    out = tmp_path / "done"
+    train.main(tiny(fake, out, "--iterations", "2"))
+    before = (out / "checkpoint.npz").read_bytes()
+    summary = train.main(["--out", str(out), "--resume", "--quiet"])
+    assert summary["iterations"] == 2 and (out / "checkpoint.npz").read_bytes() == before
+
+
+def test_resume_can_lengthen_the_run(fake, tmp_path, capsys):
+    out = tmp_path / "longer"
+    train.main(tiny(fake, out, "--iterations", "2"))
+    train.main(["--out", str(out), "--resume", "--iterations", "4"])
+    assert "instead of 2" in capsys.readouterr().out
+    assert [r[0] for r in log_rows(out)] == ["2", "3", "4"]  # 3: the end of epoch 1
+
+
+# ---------------------------------------------------------------- divergence
+
+def test_nan_loss_stops_with_the_iteration_and_keeps_the_checkpoint(fake, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "nan"
+    calls = [0]
+    cross_entropy = functional.cross_entropy
+
+    def poisoned(logits, labels):  # from the 5th training step on, the loss (and so the weights) is NaN
+        loss = cross_entropy(logits, labels)
+        if is_grad_enabled():
+            calls[0] += 1
+            if calls[0] >= 5:
+                return loss * float("nan")
+        return loss
+    monkeypatch.setattr(functional, "cross_entropy", poisoned)
+    monkeypatch.setattr(train, "READ_EVERY", 20)
+    assert exit_status(tiny(fake, out, "--epochs", "3")) == 1
+    err = capsys.readouterr().err.strip()
+    assert "nan" in err and "at iteration 6" in err and "finite at iteration 3" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    state = load_checkpoint(out / "checkpoint.npz")
+    assert state["iteration"] == 3
+    assert all(np.isfinite(w).all() for w in state["model"].values())
+    assert len(log_rows(out)) == 1
+
+
+# ---------------------------------------------------------------- bad input
+
+def corrupt_copy(fake, tmp_path):
+    data = write_fake_cifar(tmp_path / "corrupt", n_train=24, n_test=20)
+    (data / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"this is not a pickle")
+    return data
+
+
+BAD = {
+    "depth 21": (["--depth", "21"], "6n+2"),
+    "depth abc": (["--depth", "abc"], "invalid int"),
+    "batch size 0": (["--batch-size", "0"], "--batch-size must be at least 1"),
+    "negative lr": (["--lr", "-1"], "--lr"),
+    "plain and residual": (["--plain", "--residual"], "not allowed with"),
+    "epochs and iterations": (["--epochs", "1", "--iterations", "3"], "not allowed with"),
+    "unknown option": (["--bogus"], "unrecognized"),
+    "subset too large": (["--subset", "1000"], "subset size must be between 1 and 24"),
+    "batch larger than subset": (["--subset", "4"], "larger than the 4 training images"),
+    "resume without checkpoint": (["--resume"], "no checkpoint"),
+}
+
+
+@pytest.mark.parametrize("extra, message", BAD.values(), ids=BAD.keys())
+def test_bad_options_give_one_line_and_status_2(fake, tmp_path, capsys, extra, message):
+    assert exit_status(tiny(fake, tmp_path / "out", "--iterations", "1", *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_data_and_no_network(tmp_path, capsys):
+    assert exit_status(tiny(tmp_path / "empty", tmp_path / "out")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "could not reach" in err
+
+
+def test_corrupt_batch_file(fake, tmp_path, capsys):
+    assert exit_status(tiny(corrupt_copy(fake, tmp_path), tmp_path / "out")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "data_batch_3" in err
+
+
+@pytest.mark.skipif(HAS_GPU, reason="a GPU is usable here")
+def test_gpu_without_one(fake, tmp_path, capsys):
+    assert exit_status(tiny(fake, tmp_path / "out", "--device", "gpu")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "gpu" in err and "--device cpu" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_from_the_command_line_has_no_traceback(fake, tmp_path):
+    """The real process: status 2, and stderr is one line (a corrupt file and a bad depth)."""
+    for argv in (tiny(corrupt_copy(fake, tmp_path), tmp_path / "out"), ["--depth", "21"]):
+        done = subprocess.run([sys.executable, "-m", "tinyresnet.train", *argv], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_resume_refuses_a_different_recipe(fake, tmp_path, capsys):
+    out = tmp_path / "run"
+    train.main(tiny(fake, out, "--iterations", "1"))
+    assert exit_status(tiny(fake, out, "--iterations", "1", "--resume", "--plain")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--residual, not --plain" in err
+
+
+def test_new_run_will_not_overwrite_an_old_one(fake, tmp_path, capsys):
+    out = tmp_path / "run"
+    train.main(tiny(fake, out, "--iterations", "1"))
+    assert exit_status(tiny(fake, out, "--iterations", "1")) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_resume_from_a_corrupt_checkpoint(fake, tmp_path, capsys):
+    out = tmp_path / "run"
+    train.main(tiny(fake, out, "--iterations", "1"))
+    data = (out / "checkpoint.npz").read_bytes()
+    (out / "checkpoint.npz").write_bytes(data[:len(data) // 2])
+    assert exit_status(tiny(fake, out, "--resume")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a readable tinyresnet checkpoint" in err
+
+
+# ---------------------------------------------------------------- checkpoint files
+
+def test_checkpoint_round_trip(tmp_path):
+    rng = np.random.default_rng(5)
+    rng.random(3)
+    state = {"w": {"conv.weight": np.arange(6, dtype=np.float32).reshape(2, 3)},
+             "velocity": [None, np.ones(2)], "rng": rng.bit_generator.state,
+             "lr": 0.1, "done": True, "rows": [{"loss": float("nan"), "iteration": 3}]}
+    save_checkpoint(tmp_path / "c.npz", state)
+    back = load_checkpoint(tmp_path / "c.npz")
+    np.testing.assert_array_equal(back["w"]["conv.weight"], state["w"]["conv.weight"])
+    assert back["w"]["conv.weight"].dtype == np.float32 and back["velocity"][0] is None
+    assert back["lr"] == 0.1 and back["done"] is True and np.isnan(back["rows"][0]["loss"])
+    again = np.random.default_rng()
+    again.bit_generator.state = back["rng"]
+    assert again.random() == rng.random()
+
+
+def test_failed_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, {"iteration": 1, "w": np.ones(3)})
+    savez = np.savez
+
+    def disk_full(f, **arrays):  # write half a file, then fail
+        savez(f, **arrays)
+        f.truncate(f.tell() // 2)
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(ckpt_module.np, "savez", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(path, {"iteration": 2, "w": np.zeros(3)})
+    monkeypatch.undo()
+    state = load_checkpoint(path)
+    assert state["iteration"] == 1 and state["w"].tolist() == [1, 1, 1]
+    assert os.listdir(tmp_path) == ["checkpoint.npz"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("content", [None, b"", b"garbage", b"PK\x03\x04 truncated zip"])
+def test_unreadable_checkpoints(tmp_path, content):
+    path = tmp_path / "checkpoint.npz"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="checkpoint"):
+        load_checkpoint(path)
+
+
+# ---------------------------------------------------------------- gpu
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_GPU, reason="needs CuPy and a CUDA device")
+def test_gpu_run_matches_cpu(fake, tmp_path):
+    cpu = train.main(tiny(fake, tmp_path / "cpu", "--iterations", "3"))
+    gpu = train.main(tiny(fake, tmp_path / "gpu", "--iterations", "3", "--device", "gpu"))
+    for key in ("train_loss", "test_loss"):
+        assert gpu[key] == pytest.approx(cpu[key], rel=1e-3)
+    # a GPU run resumes on the CPU
+    train.main(["--out", str(tmp_path / "gpu"), "--resume", "--iterations", "6", "--device", "cpu", "--quiet"])

@@ -1,0 +1,40 @@
+"""Softmax cross-entropy, computed stably and differentiated in closed form."""
+from .autograd import Tensor
+from .device import device_of, xp_of
+
+
+def cross_entropy(logits, labels):
+    """Mean over the batch of -log softmax(logits)[label], as PyTorch's F.cross_entropy.
+
+    logits: (N, K) scores; labels: (N,) integers in [0, K).
+    Subtracting each row's max before exp() changes nothing mathematically and
+    keeps exp() from overflowing. The gradient is (softmax - onehot) / N.
+    """
+    labels = labels.data if isinstance(labels, Tensor) else labels
+    _check(logits, labels)
+    xp = xp_of(logits.data)
+    n = logits.shape[0]
+    z = logits.data - logits.data.max(axis=1, keepdims=True)
+    log_probs = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
+    rows = xp.arange(n)
+    loss = -log_probs[rows, labels].mean()
+
+    def backward(g):
+        d = xp.exp(log_probs)
+        d[rows, labels] -= 1
+        return (d * (g / n),)
+    return Tensor.from_op(loss, (logits,), backward, "cross_entropy")
+
+
+def _check(logits, labels):
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy wants logits of shape (N, classes), got {logits.shape}")
+    if labels.shape != (logits.shape[0],):
+        raise ValueError(f"cross_entropy wants labels of shape ({logits.shape[0]},), got {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy wants integer class labels, got dtype {labels.dtype}")
+    if device_of(labels) != logits.device:
+        raise ValueError(f"cross_entropy got logits on {logits.device} and labels on {device_of(labels)}")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
+        raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1]}), "
+                         f"got values from {int(labels.min())} to {int(labels.max())}")

@@ -40,11 +40,14 @@ def show_matrix(ax, matrix, row_labels=None, col_labels=None, fmt="{:.0f}", cmap
     matrix = np.asarray(matrix)
     vmin = np.nanmin(matrix) if vmin is None else vmin
     vmax = np.nanmax(matrix) if vmax is None else vmax
-    ax.imshow(matrix, cmap=cmap, aspect="auto", vmin=vmin, vmax=vmax)
-    mid = (vmin + vmax) / 2
+    image = ax.imshow(matrix, cmap=cmap, aspect="auto", vmin=vmin, vmax=vmax)
     for (i, j), v in np.ndenumerate(matrix):
+        r, g, b, _ = image.cmap(image.norm(v))
+        dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5     # white text on dark cells
         ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=8,
-                color="black" if v > mid else "white")
+                color="white" if dark else "black")
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     for labels, ticks, set_labels in ((row_labels, ax.set_yticks, ax.set_yticklabels),
                                       (col_labels, ax.set_xticks, ax.set_xticklabels)):
         if labels is not None:

@@ -144,9 +144,6 @@ def test_ops_on_mixed_devices_name_both(op):
         MIXED[op](cpu, gpu)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "library inconsistency: cross_entropy (loss.py _check) raises ValueError, not DeviceError, "
-    "for logits and labels on different devices"))
 def test_cross_entropy_on_mixed_devices_raises_device_error():
     with pytest.raises(DeviceError, match="cpu.*gpu|gpu.*cpu"):
         cross_entropy(Tensor(np.zeros((2, 3))), FakeGpuArray((2,), np.int64))

@@ -213,9 +213,6 @@ def test_mixed_devices_raise_device_error_naming_both(name):
         MIXED[name]()
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "library inconsistency: cross_entropy (loss.py _check) raises ValueError, not DeviceError, "
-    "for logits and labels on different devices"))
 def test_cross_entropy_mixed_devices_raise_device_error():
     with pytest.raises(DeviceError, match="cpu.*gpu|gpu.*cpu"):
         F.cross_entropy(on("gpu", (2, 3)), np.array([0, 1]))

@@ -128,10 +128,6 @@ def test_state_dict_round_trip_continues_identically(xp, rng):
         np.testing.assert_array_equal(wb, wa, err_msg=f"parameter {i}: the resumed optimizer diverged")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug: on the CPU SGD.state_dict() returns the live velocity arrays (to_device(v, 'cpu') "
-    "does not copy) and load_state_dict() adopts the given arrays, so an in-memory state_dict "
-    "changes with later steps and two optimizers loaded from it share buffers"))
 def test_state_dict_is_a_snapshot(rng):
     p = nn.Parameter(rng.standard_normal(3))
     opt = SGD([p], lr=0.1)

@@ -16,7 +16,7 @@ import contextlib
 
 import numpy as np
 
-from .device import DEVICES, device_of, same_device, to_device, xp_of
+from .device import device_of, same_device, to_device, xp_of
 
 _grad_enabled = True
 
@@ -101,8 +101,6 @@ class Tensor:
 
     def to(self, device):
         """This tensor on `device` ("cpu" or "gpu"), as a new leaf."""
-        if device not in DEVICES:
-            raise ValueError(f"unknown device {device!r}: use one of {', '.join(DEVICES)}")
         return Tensor(to_device(self.data, device), requires_grad=self.requires_grad)
 
     def detach(self):
@@ -121,6 +119,9 @@ class Tensor:
         iteratively (no recursion), so a 1202-layer net is fine, and released
         afterwards so memory does not grow from one training step to the next.
         """
+        if self._op and self._backward is None:
+            raise RuntimeError(f"backward() called twice through the same graph ({self._op}): the graph "
+                               "is released after the first call; recompute the forward pass")
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad: "
                                "no parameter with requires_grad=True was used to compute it")
@@ -193,6 +194,8 @@ class Tensor:
                               lambda g: (g.reshape(old),), "reshape")
 
     def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
         axes = axes or tuple(reversed(range(self.ndim)))
         inverse = tuple(np.argsort(axes))
         return Tensor.from_op(self.data.transpose(axes), (self,),
@@ -205,7 +208,7 @@ class Tensor:
         def backward(g):
             if axis is not None and not keepdims:
                 g = xp.expand_dims(g, axis)
-            return (xp.broadcast_to(g, shape),)
+            return (xp.broadcast_to(g, shape).copy(),)  # a copy, so the gradient is writable
         return Tensor.from_op(self.data.sum(axis=axis, keepdims=keepdims), (self,), backward, "sum")
 
     def mean(self, axis=None, keepdims=False):

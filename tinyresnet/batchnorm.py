@@ -15,7 +15,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training,
     training=False uses the running statistics, so an image's output does not
     depend on the rest of its batch.
     """
-    same_device(x.data, gamma.data, beta.data, running_mean, op="batch_norm")
+    same_device(x.data, gamma.data, beta.data, running_mean, running_var, op="batch_norm")
     xp = xp_of(x.data)
     m = x.data.size // x.shape[1]  # values per channel
     if training and m < 2:

@@ -69,7 +69,7 @@ def _as_float64_tensor(a):
         data = np.asarray(data)
     if data.dtype.kind != "f":
         return data
-    return Tensor(data.astype("float64"), requires_grad=True)
+    return Tensor(data.astype("float64", order="C"), requires_grad=True)  # C order: reshape(-1) is a view
 
 
 def _analytic(arg, name, k):
@@ -85,7 +85,7 @@ def _analytic(arg, name, k):
 
 
 def _report(name, k, shape, i, numeric, analytic, error, grad, f, eps, flat):
-    index = np.unravel_index(i, shape)
+    index = tuple(int(j) for j in np.unravel_index(i, shape))
     return (f"{name}: gradient of argument {k} (shape {shape}) is wrong at index {index}\n"
             f"  numeric (central differences) = {numeric:.6g}\n"
             f"  analytic (your backward)      = {analytic:.6g}\n"

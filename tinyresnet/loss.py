@@ -1,6 +1,6 @@
 """Softmax cross-entropy, computed stably and differentiated in closed form."""
 from .autograd import Tensor
-from .device import device_of, xp_of
+from .device import same_device, xp_of
 
 
 def cross_entropy(logits, labels):
@@ -11,8 +11,10 @@ def cross_entropy(logits, labels):
     keeps exp() from overflowing. The gradient is (softmax - onehot) / N.
     """
     labels = labels.data if isinstance(labels, Tensor) else labels
-    _check(logits, labels)
     xp = xp_of(logits.data)
+    if not hasattr(labels, "dtype"):
+        labels = xp.asarray(labels)
+    _check(logits, labels)
     n = logits.shape[0]
     z = logits.data - logits.data.max(axis=1, keepdims=True)
     log_probs = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
@@ -33,8 +35,7 @@ def _check(logits, labels):
         raise ValueError(f"cross_entropy wants labels of shape ({logits.shape[0]},), got {labels.shape}")
     if labels.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy wants integer class labels, got dtype {labels.dtype}")
-    if device_of(labels) != logits.device:
-        raise ValueError(f"cross_entropy got logits on {logits.device} and labels on {device_of(labels)}")
+    same_device(logits.data, labels, op="cross_entropy")
     if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
         raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1]}), "
                          f"got values from {int(labels.min())} to {int(labels.max())}")

@@ -23,7 +23,7 @@ class Parameter(Tensor):
     """A tensor that a Module trains: requires_grad is always on."""
 
     def __init__(self, data):
-        super().__init__(np.asarray(data, dtype=np.float32), requires_grad=True)
+        super().__init__(np.array(data, dtype=np.float32), requires_grad=True)
 
 
 class Module:

@@ -39,14 +39,14 @@ class SGD:
 
     def state_dict(self):
         return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
-                "velocity": [None if v is None else to_device(v, "cpu") for v in self.velocity]}
+                "velocity": [None if v is None else to_device(v, "cpu").copy() for v in self.velocity]}
 
     def load_state_dict(self, state):
         if len(state["velocity"]) != len(self.params):
             raise ValueError(f"optimizer state has {len(state['velocity'])} buffers, "
                              f"this optimizer has {len(self.params)} parameters")
         self.lr, self.momentum, self.weight_decay = state["lr"], state["momentum"], state["weight_decay"]
-        self.velocity = [None if v is None else to_device(np.asarray(v), device_of(p.data))
+        self.velocity = [None if v is None else to_device(np.array(v, dtype=p.dtype), device_of(p.data))
                          for v, p in zip(state["velocity"], self.params)]
 
 

@@ -141,6 +141,11 @@ def test_cli_run_writes_log_config_and_checkpoint(fake, tmp_path):
     assert "running_var" in "".join(state["model"])
 
 
+def test_help_exits_0(capsys):
+    assert exit_status(["--help"]) == 0
+    assert "--resume" in capsys.readouterr().out
+
+
 def test_epoch_rows_and_summary(uninterrupted):
     out, summary = uninterrupted
     rows = log_rows(out, keep_time=True)
@@ -158,6 +163,8 @@ def test_run_api_matches_the_command_line(fake, tmp_path):
     assert summary["label"] == "plain-8" and Path(summary["log"]).is_file()
     config = json.loads((tmp_path / "plain" / "config.json").read_text())
     assert config["args"]["residual"] is False and "--plain" in config["command"]
+    # train() takes command-line words too; resuming a finished run trains nothing more
+    assert train.train(["--out", str(tmp_path / "plain"), "--resume", "--quiet"])["iterations"] == 2
 
 
 def test_val_split_is_used_as_the_test_columns(fake, tmp_path, monkeypatch, capsys):

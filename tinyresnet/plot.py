@@ -21,6 +21,7 @@ import numpy as np
 COLUMNS = ("iteration", "epoch", "lr", "train_loss", "train_error",
            "test_loss", "test_error", "wall_time")
 LONG_RUN = 10_000  # iterations from which the x axis counts in units of 1e4
+FEW_POINTS = 30    # runs with fewer log rows get a dot at each row
 
 
 class PlotError(Exception):
@@ -102,14 +103,15 @@ def plot_runs(run_dirs, ax=None, labels=None, title=None, ylim=None):
     for i, (log, label) in enumerate(zip(logs, labels)):
         color = f"C{i % 10}"
         x = log["iteration"] / scale
-        ax.plot(x, log["train_error"], color=color, linestyle="--", linewidth=1)
-        ax.plot(x, log["test_error"], color=color, linestyle="-", linewidth=2.5)
+        dots = {"marker": "o", "markersize": 3} if len(x) < FEW_POINTS else {}  # short runs: show the rows
+        ax.plot(x, log["train_error"], color=color, linestyle="--", linewidth=1, **dots)
+        ax.plot(x, log["test_error"], color=color, linestyle="-", linewidth=2.5, **dots)
         handles.append(Line2D([], [], color=color, linewidth=2.5, label=label))
     sets = {read_config(d).get("test_set", "test") for d in run_dirs}
     test_name = "validation" if sets == {"val"} else "test"
     handles += [Line2D([], [], color="0.3", linestyle="--", linewidth=1, label="training error"),
                 Line2D([], [], color="0.3", linestyle="-", linewidth=2.5, label=f"{test_name} error")]
-    ax.legend(handles=handles, loc="upper right", fontsize="small")
+    ax.legend(handles=handles, loc="best", fontsize="small")
     ax.set_xlabel("iter. (1e4)" if scale == 1e4 else "iterations")
     ax.set_ylabel("error (%)")
     if ylim is None:

@@ -68,7 +68,7 @@ LOG_FORMATS = {"iteration": "{:d}", "epoch": "{:g}", "lr": "{:g}", "train_loss":
                "wall_time": "{:.1f}"}
 # The options that define an experiment: --resume refuses to change them.
 RECIPE = ("depth", "residual", "shortcut", "batch_size", "lr", "momentum", "weight_decay",
-          "warmup", "subset", "val_split", "seed")
+          "warmup", "subset", "test_subset", "val_split", "seed")
 
 
 class UsageError(ValueError):
@@ -118,13 +118,15 @@ def build_parser(defaults=True):
                         help="train this many epochs instead; the LR drops at 50%% and 75%% too")
     opt.add_argument("--warmup", action="store_true", default=d(False),
                      help=f"the paper's ResNet-110 warm-up: LR {WARMUP_LR} until the training error "
-                          f"is below {WARMUP_UNTIL:.0%}, then the schedule")
+                          f"is below {100 * WARMUP_UNTIL:.0f}%%, then the schedule")
     data = p.add_argument_group("data")
     data.add_argument("--data-dir", default=d(None),
                       help="folder holding cifar-10-batches-py/ (default $TINYRESNET_DATA or "
                            "~/.cache/tinyresnet; downloaded if missing)")
     data.add_argument("--subset", type=int, default=d(None), metavar="N",
                       help="train on N images only (the same N for every --seed)")
+    data.add_argument("--test-subset", type=int, default=d(None), metavar="N",
+                      help="evaluate on N test images only, for CPU budgets (default: all 10,000)")
     data.add_argument("--val-split", action="store_true", default=d(False),
                       help=f"hold out {VAL_SIZE} training images and report them in the test_* columns")
     run_ = p.add_argument_group("run")
@@ -165,7 +167,7 @@ def check_args(args):
         models.blocks_per_stage(args.depth)
     except ValueError as e:
         raise UsageError(f"--depth: {e}") from None
-    for key in ("batch_size", "iterations", "epochs", "subset"):
+    for key in ("batch_size", "iterations", "epochs", "subset", "test_subset"):
         value = getattr(args, key)
         if value is not None and value < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
@@ -267,6 +269,9 @@ def load_data(args):
         test_set = "val"
     if args.subset is not None:
         x_train, y_train = subset(x_train, y_train, args.subset, seed=DATA_SEED)
+    if args.test_subset is not None:
+        x_test, y_test = subset(x_test, y_test, args.test_subset, seed=DATA_SEED)
+        test_set += f" ({args.test_subset} images)"
     return x_train, y_train, x_test, y_test, test_set
 
 
@@ -432,6 +437,7 @@ def save(state):
         "args": _saved_args(state.args),
         "total": state.total,
         "iteration": state.iteration,
+        "epoch": state.iteration / state.batches_per_epoch,  # for the reader; iteration is what counts
         "model": state.model.state_dict(),          # weights and batch-norm running statistics
         "optimizer": state.opt.state_dict(),        # momentum buffers, lr
         "schedule": state.schedule.state_dict(),    # warm-up done or not
@@ -591,11 +597,14 @@ def ctrl_c_stops_cleanly():
 
 
 def train(args):
-    """Run the training that args (from parse_args) describe; returns the summary dict.
+    """Run the training that args describe (parse_args's Namespace, or a list of
+    command-line words); returns the summary dict.
 
     Raises UsageError, DataError, DeviceError, CheckpointError (bad input),
     Diverged (NaN/inf loss) or Interrupted (Ctrl-C, after saving a checkpoint).
     """
+    if not isinstance(args, argparse.Namespace):
+        args = parse_args(args)
     out = Path(args.out)
     ckpt = None
     if args.resume:
@@ -729,7 +738,7 @@ def _exit(message, status):
 
 
 def run(depth=20, residual=True, shortcut="A", *, epochs=None, iterations=None, subset=None,
-        val_split=False, warmup=False, batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4,
+        test_subset=None, val_split=False, warmup=False, batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4,
         device="cpu", data_dir=None, out=None, resume=False, seed=0, quiet=False):
     """Train from Python (a notebook, say), exactly as the command line with these options would.
 
@@ -740,7 +749,7 @@ def run(depth=20, residual=True, shortcut="A", *, epochs=None, iterations=None, 
     options left at their defaults here are taken from the checkpoint.
     """
     options = dict(depth=depth, residual=residual, shortcut=shortcut, epochs=epochs,
-                   iterations=iterations, subset=subset, val_split=val_split, warmup=warmup,
+                   iterations=iterations, subset=subset, test_subset=test_subset, val_split=val_split, warmup=warmup,
                    batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
                    device=device, data_dir=data_dir, out=out, resume=resume, seed=seed, quiet=quiet)
     defaults = run.__kwdefaults__ | dict(zip(("depth", "residual", "shortcut"), run.__defaults__))

@@ -6,14 +6,17 @@ N=128, 3×3 kernels, stride 1, padding 1: 16×32×32, 32×16×16, 64×8×8.
 Prints the median time of each and tinyresnet's time as a multiple of PyTorch's.
 """
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from tinyresnet import Tensor
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tinyresnet import Tensor  # noqa: E402
 from tinyresnet.device import xp_for
 from tinyresnet.functional import conv2d
-from tinyresnet.im2col import channel_major_zeros
+from tinyresnet.im2col import channels_last_zeros
 
 SHAPES = ((16, 32), (32, 16), (64, 8))
 
@@ -50,7 +53,7 @@ def torch_step(torch, device, x, w, g):
 
 
 def as_activation(xp, array):
-    out = channel_major_zeros(xp, array.shape, array.dtype)
+    out = channels_last_zeros(xp, array.shape, array.dtype)
     out[...] = xp.asarray(array)
     return out
 

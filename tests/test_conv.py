@@ -118,18 +118,18 @@ def test_no_input_gradient_needed(xp, rng):
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=config_id)
 def test_im2col_layout(cfg, rng):
-    """cols[(c, r, s), (n, i, j)] is the padded input at [n, c, i*stride + r, j*stride + s]."""
+    """cols[(n, i, j), (r, s, c)] is the padded input at [n, c, i*stride + r, j*stride + s]."""
     (n, c, h, w), (_, _, r, s), stride, padding = cfg
     x = rng.standard_normal((n, c, h, w))
     cols = im2col(x, (r, s), stride, padding)
     ho, wo = output_size(h, r, stride, padding), output_size(w, s, stride, padding)
-    assert cols.shape == (c * r * s, n * ho * wo)
+    assert cols.shape == (n * ho * wo, r * s * c)
     xpad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    expected = np.empty((c, r, s, n, ho, wo))
-    for ci in range(c):
-        for ri in range(r):
-            for si in range(s):
-                expected[ci, ri, si] = xpad[:, ci, ri:ri + stride * ho:stride, si:si + stride * wo:stride]
+    expected = np.empty((n, ho, wo, r, s, c))
+    for ri in range(r):
+        for si in range(s):
+            patch = xpad[:, :, ri:ri + stride * ho:stride, si:si + stride * wo:stride]  # (n, c, ho, wo)
+            expected[:, :, :, ri, si, :] = patch.transpose(0, 2, 3, 1)
     np.testing.assert_array_equal(cols, expected.reshape(cols.shape))
 
 
@@ -149,7 +149,7 @@ def test_col2im_is_the_adjoint_of_im2col(cfg, xp, rng):
 
 def test_col2im_sums_overlapping_patches():
     """With a 3x3 kernel, stride 1, padding 1, pixel (i, j) sits in as many patches as fit around it."""
-    ones = np.ones((9, 16))  # 1 channel, 3x3 kernel, one 4x4 image
+    ones = np.ones((16, 9))  # one 4x4 image -> 16 patches (rows) of 3x3 kernel x 1 channel (columns)
     counts = col2im(ones, (1, 1, 4, 4), (3, 3), 1, 1)[0, 0]
     np.testing.assert_array_equal(counts, [[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]])
 

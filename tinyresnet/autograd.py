@@ -203,12 +203,14 @@ class Tensor:
 
     def sum(self, axis=None, keepdims=False):
         """Each input element contributes once, so its gradient is g broadcast back."""
-        xp, shape = xp_of(self.data), self.shape
+        xp, data = xp_of(self.data), self.data
 
         def backward(g):
             if axis is not None and not keepdims:
                 g = xp.expand_dims(g, axis)
-            return (xp.broadcast_to(g, shape).copy(),)  # a copy, so the gradient is writable
+            full = xp.empty_like(data)  # same memory layout as the input
+            full[...] = g
+            return (full,)
         return Tensor.from_op(self.data.sum(axis=axis, keepdims=keepdims), (self,), backward, "sum")
 
     def mean(self, axis=None, keepdims=False):
@@ -218,7 +220,8 @@ class Tensor:
 
     def relu(self):
         out = xp_of(self.data).maximum(self.data, 0)
-        return Tensor.from_op(out, (self,), lambda g: (g * (out > 0),), "relu")
+        slope = xp_of(out).sign(out)  # relu'(x) is 1 where the output is positive, else 0
+        return Tensor.from_op(out, (self,), lambda g: (g * slope,), "relu")
 
     def __getitem__(self, index):
         """Basic slicing, e.g. x[:, :, ::2, ::2]; the gradient lands back in place."""

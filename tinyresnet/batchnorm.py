@@ -21,12 +21,12 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training,
     if training and m < 2:
         raise ValueError(f"batch_norm in training mode needs more than one value per channel, "
                          f"got input of shape {x.shape}")
-    mean = x.data.mean(axis=AXES) if training else running_mean
-    xhat = x.data - _bc(mean)
-    var = _channel_dot(xp, xhat, xhat) / m if training else running_var
+    mean = _channel_sum(xp, x.data) / m if training else running_mean
+    centered = x.data - _bc(mean)
+    var = _channel_dot(xp, centered, centered) / m if training else running_var
     inv_std = 1 / xp.sqrt(var + eps)
-    xhat *= _bc(inv_std)
-    out = xhat * _bc(gamma.data)
+    scale = gamma.data * inv_std  # gamma * xhat == scale * centered: one multiply, not two
+    out = centered * _bc(scale)
     out += _bc(beta.data)
     if training:
         running_mean *= 1 - momentum
@@ -35,20 +35,26 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training,
         running_var += momentum * var * (m / (m - 1))
 
     def backward(g):
-        dbeta = g.sum(axis=AXES)
-        dgamma = _channel_dot(xp, g, xhat)
+        dbeta = _channel_sum(xp, g)
+        dgamma = _channel_dot(xp, g, centered) * inv_std  # sum of g * xhat
         if not x.requires_grad:
             return None, dgamma, dbeta
         if not training:
-            return g * _bc(gamma.data * inv_std), dgamma, dbeta
+            return g * _bc(scale), dgamma, dbeta
         # dx = gamma/std * (g - mean(g) - xhat * mean(g * xhat)): the last two terms are
         # the paths through the batch mean and variance, which depend on every x
-        dx = xhat * _bc(-dgamma / m)
+        dx = centered * _bc(-dgamma * inv_std / m)
         dx += _bc(-dbeta / m)
         dx += g
-        dx *= _bc(gamma.data * inv_std)
+        dx *= _bc(scale)
         return dx, dgamma, dbeta
     return Tensor.from_op(out, (x, gamma, beta), backward, "batch_norm")
+
+
+def _channel_sum(xp, a):
+    """sum over N, H, W per channel: (N, C, H, W) -> (C,). einsum is ~3x faster than
+    a.sum(axis=(0, 2, 3)) when channels are last in memory."""
+    return xp.einsum("nchw->c", a)
 
 
 def _channel_dot(xp, a, b):

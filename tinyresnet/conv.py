@@ -1,30 +1,30 @@
 """2-D convolution as im2col plus one matrix product."""
 from .autograd import Tensor
-from .device import same_device
+from .device import same_device, xp_of
 from .im2col import col2im_of_product, im2col, output_size
 
 
 def conv2d(x, w, stride=1, padding=0):
     """Cross-correlate x: (N, C, H, W) with w: (K, C, R, S) -> (N, K, Ho, Wo).
 
-    Forward:  cols = im2col(x);  out = w2 @ cols           with w2 = w.reshape(K, C*R*S)
-    Backward: dw2 = g2 @ colsᵀ;  dx = col2im(w2ᵀ @ g2)      with g2 = g as (K, N*Ho*Wo)
+    Forward:  cols = im2col(x);  out = cols @ w2              with w2 = w unfolded to (R*S*C, K)
+    Backward: dw2 = colsᵀ @ g2;  dx = col2im(g2 @ w2ᵀ)        with g2 = g as (N*Ho*Wo, K)
     (the last product and col2im are done together, one kernel offset at a time).
     """
     same_device(x.data, w.data, op="conv2d")
     _check_shapes(x.shape, w.shape, stride, padding)
-    n, _, h, wid = x.shape
+    n, c, h, wid = x.shape
     k, _, r, s = w.shape
     ho, wo = output_size(h, r, stride, padding), output_size(wid, s, stride, padding)
     cols = im2col(x.data, (r, s), stride, padding)
-    w2 = w.data.reshape(k, -1)
-    out = (w2 @ cols).reshape(k, n, ho, wo).transpose(1, 0, 2, 3)
+    w2 = w.data.transpose(2, 3, 1, 0).reshape(r * s * c, k)
+    out = (cols @ w2).reshape(n, ho, wo, k).transpose(0, 3, 1, 2)
 
     def backward(g):
-        g2 = g.transpose(1, 0, 2, 3).reshape(k, -1)
-        dw = (g2 @ cols.T).reshape(w.shape)
-        dx = col2im_of_product(w.data, g2, x.shape, stride, padding) if x.requires_grad else None
-        return dx, dw
+        g2 = g.transpose(0, 2, 3, 1).reshape(-1, k)
+        dw = (cols.T @ g2).reshape(r, s, c, k).transpose(3, 2, 0, 1)
+        dx = col2im_of_product(g2, w.data, x.shape, stride, padding) if x.requires_grad else None
+        return dx, xp_of(dw).ascontiguousarray(dw)
     return Tensor.from_op(out, (x, w), backward, "conv2d")
 
 

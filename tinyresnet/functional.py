@@ -6,7 +6,7 @@ each); the small ops are built here, mostly from the autograd primitives.
 from .autograd import Tensor
 from .batchnorm import batch_norm
 from .conv import conv2d
-from .im2col import channel_major_zeros
+from .im2col import channels_last_zeros
 from .device import xp_of
 from .loss import cross_entropy
 
@@ -43,6 +43,6 @@ def pad_channels(x, before, after):
     channels goes nowhere; the old channels' gradient is sliced back out.
     """
     n, c, h, w = x.shape
-    out = channel_major_zeros(xp_of(x.data), (n, before + c + after, h, w), x.dtype)
+    out = channels_last_zeros(xp_of(x.data), (n, before + c + after, h, w), x.dtype)
     out[:, before:before + c] = x.data
     return Tensor.from_op(out, (x,), lambda g: (g[:, before:before + c],), "pad_channels")

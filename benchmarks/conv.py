@@ -7,7 +7,6 @@ Prints the median time of each and tinyresnet's time as a multiple of PyTorch's.
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tinyresnet import Tensor  # noqa: E402
 from tinyresnet.device import xp_for
 from tinyresnet.functional import conv2d
-from tinyresnet.im2col import channels_last_zeros
+from tinyresnet.im2col import channels_last_zeros  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 SHAPES = ((16, 32), (32, 16), (64, 8))
-
-
-def median_seconds(step, repeats, sync=lambda: None):
-    step()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def tinyresnet_step(xp, x, w, g):

@@ -10,12 +10,13 @@ import json
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from timing import median_seconds  # noqa: E402
 
 
 def tinyresnet_stepper(depth, device):
@@ -42,7 +43,6 @@ def tinyresnet_stepper(depth, device):
 
 def torch_stepper(depth, device):
     import torch
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from torch_models import CifarResNet
     dev = "cuda" if device == "gpu" else "cpu"
     if dev == "cuda":
@@ -65,17 +65,9 @@ def torch_stepper(depth, device):
 def child(framework, depth, device, steps):
     """Time `steps` steps after two warm-up steps; print a JSON line."""
     step, sync = (tinyresnet_stepper if framework == "tinyresnet" else torch_stepper)(depth, device)
-    for _ in range(2):
-        step()
-    sync()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
+    seconds = median_seconds(step, steps, sync, warmup=2)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"images_per_s": 128 / float(np.median(times)), "peak_mb": peak_mb}))
+    print(json.dumps({"images_per_s": 128 / seconds, "peak_mb": peak_mb}))
 
 
 def measure(framework, depth, device, steps):

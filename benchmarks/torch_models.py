@@ -1,5 +1,4 @@
 """PyTorch twins of tinyresnet's CIFAR nets, used only as a yardstick in benchmarks and tests."""
-import torch
 from torch import nn
 from torch.nn import functional as F
 

@@ -213,14 +213,21 @@ def _config(x_shape, kernel, stride, padding):
 def _cols_shape(x_shape, kernel, stride, padding):
     n, c, h, w = x_shape
     r, s = kernel
-    return c * r * s, n * output_size(h, r, stride, padding) * output_size(w, s, stride, padding)
+    return n * output_size(h, r, stride, padding) * output_size(w, s, stride, padding), r * s * c
 
 
 def _row_col_names(x_shape, kernel, stride, padding, row, col):
+    """(n, i, j) of a row and (r, s, c) of a column of cols."""
     n, c, h, w = x_shape
     r, s = kernel
     ho, wo = output_size(h, r, stride, padding), output_size(w, s, stride, padding)
-    return np.unravel_index(row, (c, r, s)), np.unravel_index(col, (n, ho, wo))
+    return np.unravel_index(row, (n, ho, wo)), np.unravel_index(col, (r, s, c))
+
+
+def _channel_major_columns(cols, x_shape, kernel):
+    """cols with its columns reordered (c, r, s) instead of (r, s, c): a common slip."""
+    r, s = kernel
+    return cols.reshape(-1, r, s, x_shape[1]).transpose(0, 3, 1, 2).reshape(cols.shape)
 
 
 @_check("my_im2col")
@@ -232,22 +239,30 @@ def check_im2col(my_im2col):
         expected = im2col(x, kernel, stride, padding)
         mine = np.asarray(my_im2col(x.copy(), kernel, stride, padding))
         if mine.shape != expected.shape:
+            hint = ("hint: yours is the transpose; put one patch per ROW."
+                    if mine.shape == expected.shape[::-1] else
+                    "Ho = (H + 2*padding - R) // stride + 1, and the same for Wo.")
             raise Mismatch(f"for {where} the unfolded matrix has shape {mine.shape}, expected "
-                           f"{expected.shape} = (C*R*S, N*Ho*Wo):\none row per (c, r, s), one "
-                           "column per output pixel (n, i, j); Ho = (H + 2*padding - R) // stride + 1.")
+                           f"{expected.shape} = (N*Ho*Wo, R*S*C):\none row per output pixel "
+                           f"(n, i, j), one column per (r, s, c).\n{hint}")
+        if not np.allclose(mine, expected, rtol=1e-12, atol=1e-12) and np.allclose(
+                mine, _channel_major_columns(expected, x_shape, kernel), rtol=1e-12, atol=1e-12):
+            raise Mismatch(f"for {where} every row holds the right patch, but its columns are ordered "
+                           "(c, r, s).\nhint: order them (r, s, c), channel fastest: build an array of "
+                           "shape (N, Ho, Wo, R, S, C) and reshape it.")
         wrong = np.argwhere(~np.isclose(mine, expected, rtol=1e-12, atol=1e-12))
         if len(wrong):
             row, col = wrong[0]
-            (c, r, s), (n, i, j) = _row_col_names(x_shape, kernel, stride, padding, row, col)
+            (n, i, j), (r, s, c) = _row_col_names(x_shape, kernel, stride, padding, row, col)
             hh, ww = i * stride + r - padding, j * stride + s - padding
             source = (f"x[{n}, {c}, {hh}, {ww}]" if 0 <= hh < x_shape[2] and 0 <= ww < x_shape[3]
                       else "0, a padding pixel")
             raise Mismatch(
                 f"for {where}, {len(wrong)} of {mine.size} entries are wrong; the first is\n"
-                f"  cols[{row}, {col}], i.e. row (c, r, s) = ({c}, {r}, {s}), column (n, i, j) = ({n}, {i}, {j})\n"
+                f"  cols[{row}, {col}], i.e. row (n, i, j) = ({n}, {i}, {j}), column (r, s, c) = ({r}, {s}, {c})\n"
                 f"  yours {mine[row, col]:.6g}, expected {expected[row, col]:.6g} = {source}\n"
-                "hint: entry [(c, r, s), (n, i, j)] is x_padded[n, c, i*stride + r, j*stride + s]; "
-                "rows are ordered c, then r, then s; columns n, then i, then j.")
+                "hint: entry [(n, i, j), (r, s, c)] is x_padded[n, c, i*stride + r, j*stride + s]; "
+                "rows are ordered n, then i, then j; columns r, then s, then c.")
     return f"matches tinyresnet.im2col.im2col on {len(IM2COL_CONFIGS)} shapes (stride 1/2, padding 0/1, non-square)"
 
 
@@ -274,7 +289,7 @@ def check_col2im(my_col2im):
                 f"{len(wrong)} of {mine.size} pixels are wrong; the first is dx[{n}, {c}, {h}, {w}]:\n"
                 f"  yours {mine[n, c, h, w]:.6g}, expected {expected[n, c, h, w]:.6g}, the sum of the "
                 f"{copies:.0f} entries of cols that im2col copied from this pixel\n"
-                "hint: walk the same (c, r, s) x (n, i, j) positions as im2col and ADD (+=) each entry "
+                "hint: walk the same (n, i, j) x (r, s, c) positions as im2col and ADD (+=) each entry "
                 "back into x_padded[n, c, i*stride + r, j*stride + s]; overlapping windows must sum.")
     return (f"matches tinyresnet.im2col.col2im on {len(IM2COL_CONFIGS)} shapes, "
             "so <im2col(x), c> = <x, col2im(c)> holds")
@@ -283,21 +298,21 @@ def check_col2im(my_col2im):
 def conv2d_from(im2col_fn, col2im_fn):
     """A conv2d Tensor op built from an im2col/col2im pair (what check_conv2d_pair gradchecks).
 
-    forward:  out = w2 @ im2col(x)                 with w2 = w.reshape(K, C*R*S)
-    backward: dw2 = g2 @ colsᵀ,  dx = col2im(w2ᵀ @ g2)   with g2 = g as (K, N*Ho*Wo)
+    forward:  out = im2col(x) @ w2                 with w2 = w unfolded to (R*S*C, K)
+    backward: dw2 = colsᵀ @ g2,  dx = col2im(g2 @ w2ᵀ)   with g2 = g as (N*Ho*Wo, K)
     """
     def conv2d(x, w, stride=1, padding=0):
-        n, _, h, wid = x.shape
+        n, c, h, wid = x.shape
         k, _, r, s = w.shape
         ho, wo = output_size(h, r, stride, padding), output_size(wid, s, stride, padding)
-        cols = im2col_fn(x.data, (r, s), stride, padding)             # (C*R*S, N*Ho*Wo)
-        w2 = w.data.reshape(k, -1)                                    # (K, C*R*S)
-        out = (w2 @ cols).reshape(k, n, ho, wo).transpose(1, 0, 2, 3)  # (N, K, Ho, Wo)
+        cols = im2col_fn(x.data, (r, s), stride, padding)              # (N*Ho*Wo, R*S*C)
+        w2 = w.data.transpose(2, 3, 1, 0).reshape(r * s * c, k)        # (R*S*C, K), rows (r, s, c)
+        out = (cols @ w2).reshape(n, ho, wo, k).transpose(0, 3, 1, 2)  # (N, K, Ho, Wo)
 
         def backward(g):
-            g2 = g.transpose(1, 0, 2, 3).reshape(k, -1)               # (K, N*Ho*Wo)
-            dw = (g2 @ cols.T).reshape(w.shape)
-            dx = col2im_fn(w2.T @ g2, x.shape, (r, s), stride, padding)
+            g2 = g.transpose(0, 2, 3, 1).reshape(-1, k)                # (N*Ho*Wo, K)
+            dw = (cols.T @ g2).reshape(r, s, c, k).transpose(3, 2, 0, 1)  # back to (K, C, R, S)
+            dx = col2im_fn(g2 @ w2.T, x.shape, (r, s), stride, padding)
             return dx, dw
         return Tensor.from_op(out, (x, w), backward, "conv2d")
     return conv2d

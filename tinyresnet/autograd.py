@@ -88,7 +88,7 @@ class Tensor:
         return len(self.data)
 
     def __repr__(self):
-        grad = f", requires_grad=True" if self.requires_grad else ""
+        grad = ", requires_grad=True" if self.requires_grad else ""
         op = f", op={self._op!r}" if self._op else ""
         return f"Tensor(shape={self.shape}, dtype={self.dtype}, device={self.device!r}{grad}{op})"
 

@@ -24,6 +24,7 @@ CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILE = "test_batch"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 PAD = 4
 HINT = f"pass --data-dir DIR or set TINYRESNET_DATA=DIR, where DIR contains {FOLDER}/"
 

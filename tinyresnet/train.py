@@ -543,12 +543,8 @@ def _options(values, keys):
 
 
 def _versions(device):
-    try:
-        from importlib.metadata import version
-        tinyresnet_version = version("tinyresnet")
-    except Exception:  # not installed: running from a source checkout
-        tinyresnet_version = getattr(sys.modules["tinyresnet"], "__version__", "unknown (source checkout)")
-    versions = {"tinyresnet": tinyresnet_version, "numpy": np.__version__,
+    from . import __version__
+    versions = {"tinyresnet": __version__, "numpy": np.__version__,
                 "python": platform.python_version()}
     if device == "gpu":
         versions["cupy"] = xp_for(device).__version__

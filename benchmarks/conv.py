@@ -13,7 +13,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tinyresnet import Tensor  # noqa: E402
-from tinyresnet.device import xp_for
+from tinyresnet.device import DeviceError, xp_for
 from tinyresnet.functional import conv2d
 from tinyresnet.im2col import channels_last_zeros  # noqa: E402
 from timing import median_seconds  # noqa: E402
@@ -51,7 +51,10 @@ def main():
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    xp = xp_for(args.device)
+    try:
+        xp = xp_for(args.device)
+    except DeviceError as e:
+        sys.exit(f"benchmarks/conv.py: {e}")
     try:
         import torch
     except ImportError:

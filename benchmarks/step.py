@@ -88,13 +88,19 @@ def main():
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.depths[0], args.device, args.steps)
+    sys.path.insert(0, str(ROOT))
+    from tinyresnet.device import DeviceError, xp_for
+    try:
+        xp_for(args.device)
+    except DeviceError as e:
+        sys.exit(f"benchmarks/step.py: {e}")
     print(f"training step (forward, backward, SGD), batch 128, float32, device={args.device}, "
           f"median of {args.steps} steps")
     print(f"{'net':>10} {'tinyresnet img/s':>17} {'peak MB':>8} {'pytorch img/s':>14} {'peak MB':>8} {'ratio':>6}")
     for depth in args.depths:
         ours, err = measure("tinyresnet", depth, args.device, args.steps)
         if ours is None:
-            sys.exit(f"tinyresnet failed: {err}")
+            sys.exit(f"benchmarks/step.py: tinyresnet failed: {err}")
         theirs, terr = measure("pytorch", depth, args.device, args.steps)
         line = f"{'ResNet-' + str(depth):>10} {ours['images_per_s']:17.1f} {ours['peak_mb']:8.0f}"
         if theirs is None:

@@ -396,3 +396,187 @@ def check_batch_norm_backward(batch_norm_backward):
                            f"largest difference {np.abs(mine - theirs).max():.3g}")
     return (f"gradcheck on {len(BN_SHAPES)} shapes (worst relative error {worst:.1e}); "
             "dx, dgamma, dbeta equal tinyresnet's batch_norm")
+
+
+# ---------------------------------------------------------------- lesson 04: SGD with momentum
+
+SGD_SHAPES = [(3,), (4, 5), (2, 3, 3, 3)]
+SGD_LRS = [0.1, 0.1, 0.1, 0.01, 0.01, 0.001]     # a step schedule: two formulations part at a drop
+SGD_SETTINGS = [(0.9, 1e-4), (0.9, 0.05), (0.0, 0.0), (0.5, 0.01)]   # (momentum, weight_decay)
+
+
+def _sgd_hint(w, g, v, lr, momentum, wd, new_w, new_v, step):
+    """Which common slip reproduces the learner's numbers, if any."""
+    def near(a, b):
+        return np.allclose(a, b, rtol=1e-7, atol=1e-10)
+    full = g + wd * w
+    if near(new_v, momentum * v + g) and not near(new_v, momentum * v + full):
+        return "new_velocity ignores weight decay: add weight_decay * w to the gradient first (g = grad + weight_decay * w)."
+    if near(new_w, w - lr * full) and momentum and step:
+        return "new_w = w - lr * g does not use the velocity: step with the new velocity, w - lr * new_velocity."
+    if near(new_v, momentum * v - lr * full) and not near(new_v, momentum * v + full):
+        return ("your velocity includes the learning rate (v = momentum * v - lr * g, w = w + v). That is the "
+                "other common form; here, as in PyTorch and tinyresnet, v = momentum * v + g is a sum of "
+                "gradients and lr multiplies it at the step: w = w - lr * v. The two agree until the "
+                "learning rate changes, and differ after every drop of the schedule.")
+    if near(new_w, w + lr * (momentum * v + full)):
+        return "the step goes uphill: subtract lr * new_velocity from w."
+    if near(new_w, w - lr * (momentum * v + g) - lr * wd * w) and wd:
+        return ("weight decay is applied to w outside the velocity; in this optimizer it is part of the "
+                "gradient, so it goes into the velocity too: g = grad + weight_decay * w, v = momentum * v + g.")
+    return ("write the three lines one by one: g = grad + weight_decay * w; "
+            "new_velocity = momentum * velocity + g; new_w = w - lr * new_velocity.")
+
+
+@_check("sgd_momentum_step")
+def check_sgd_momentum_step(sgd_momentum_step):
+    from tinyresnet.optim import SGD
+    rng, steps = np.random.default_rng(0), 0
+    for momentum, wd in SGD_SETTINGS:
+        for shape in SGD_SHAPES:
+            w = rng.standard_normal(shape)
+            v = np.zeros(shape)
+            p = Tensor(w.copy(), requires_grad=True)      # float64, so that both sides agree to rounding
+            opt = SGD([p], lr=SGD_LRS[0], momentum=momentum, weight_decay=wd)
+            for step, lr in enumerate(SGD_LRS):
+                g = rng.standard_normal(shape)
+                result = sgd_momentum_step(w.copy(), g.copy(), v.copy(), lr, momentum, wd)
+                new_w, new_v = (np.asarray(a, dtype=np.float64) for a in _returned(
+                    result, "sgd_momentum_step", [("new_w", shape), ("new_velocity", shape)]))
+                p.grad, opt.lr = g.copy(), lr
+                opt.step()
+                expected_w, expected_v = p.data.copy(), opt.velocity[0].copy()
+                for name, mine, theirs in (("new_velocity", new_v, expected_v), ("new_w", new_w, expected_w)):
+                    if not np.allclose(mine, theirs, rtol=1e-9, atol=1e-12):
+                        i = np.unravel_index(np.argmax(np.abs(mine - theirs)), shape)
+                        raise Mismatch(
+                            f"step {step + 1} (lr {lr}, momentum {momentum}, weight_decay {wd}, shape {shape}): "
+                            f"{name}[{', '.join(map(str, i))}] is {mine[i]:.8g}, tinyresnet.optim.SGD has "
+                            f"{theirs[i]:.8g}\nhint: {_sgd_hint(w, g, v, lr, momentum, wd, new_w, new_v, step)}")
+                w, v = new_w, new_v
+                steps += 1
+    return (f"{steps} steps on {len(SGD_SHAPES)} shapes, {len(SGD_SETTINGS)} (momentum, weight decay) "
+            "settings and an LR schedule with drops: identical to tinyresnet.optim.SGD")
+
+
+# ---------------------------------------------------------------- lesson 05: the option-A shortcut
+
+# x shape, out_channels, stride
+SHORTCUT_CONFIGS = [
+    ((2, 16, 8, 8), 16, 1),     # inside a stage: the identity
+    ((2, 16, 8, 8), 32, 2),     # into stage 2: 32x32x16 -> 16x16x32 in the real net
+    ((1, 32, 6, 6), 64, 2),     # into stage 3
+    ((2, 3, 5, 5), 6, 2),       # odd sizes: an odd image side, an odd number of new channels
+]
+
+
+def _option_a_reference(x, out_channels, stride):
+    sub = x[:, :, ::stride, ::stride]
+    extra = out_channels - x.shape[1]
+    out = np.zeros((x.shape[0], out_channels) + sub.shape[2:], dtype=x.dtype)
+    out[:, extra // 2:extra // 2 + x.shape[1]] = sub
+    return out
+
+
+@_check("option_a_shortcut")
+def check_option_a_shortcut(option_a_shortcut):
+    from tinyresnet.autograd import _topological_order
+    from tinyresnet.models import BasicBlock
+    rng, worst = np.random.default_rng(0), 0.0
+    for shape, out_channels, stride in SHORTCUT_CONFIGS:
+        where = f"x of shape {shape}, out_channels {out_channels}, stride {stride}"
+        data = rng.standard_normal(shape)
+        x = Tensor(data.copy(), requires_grad=True)
+        out = option_a_shortcut(x, out_channels, stride)
+        if not isinstance(out, Tensor):
+            raise Mismatch(f"for {where} you returned {_describe(out)}; return a Tensor, built with "
+                           "F.subsample and F.pad_channels, so that the gradient can flow back to x.")
+        expected = _option_a_reference(data, out_channels, stride)
+        if out.shape != expected.shape:
+            raise Mismatch(f"for {where} the shortcut has shape {out.shape}, expected {expected.shape}.\n"
+                           "hint: subsample keeps every stride-th row and column (H -> ceil(H / stride)); "
+                           "pad_channels adds out_channels - C zero channels.")
+        mine = np.asarray(out.numpy())
+        if not np.allclose(mine, expected):
+            extra, c = out_channels - shape[1], shape[1]
+            hint = "the input's channels go in the middle, between extra // 2 zero channels and the rest"
+            if np.allclose(mine[:, :c], expected[:, extra // 2:extra // 2 + c]):
+                hint = (f"you put all {extra} zero channels after the input's; tinyresnet (and the usual "
+                        f"CIFAR code) puts {extra // 2} before and {extra - extra // 2} after: "
+                        "F.pad_channels(x, extra // 2, extra - extra // 2)")
+            elif stride > 1 and np.allclose(mine, _option_a_reference(data[:, :, 1:, 1:], out_channels, stride)):
+                hint = "the subsampling starts at row and column 1; the library keeps rows 0, 2, 4, ... (F.subsample)"
+            raise Mismatch(f"for {where} the values differ from the expected shortcut.\nhint: {hint}.")
+        block = BasicBlock(shape[1], out_channels, stride, residual=True, shortcut="A")
+        if not np.array_equal(mine, block.shortcut(Tensor(data.copy())).numpy()):
+            raise Mismatch(f"for {where} your shortcut differs from tinyresnet's BasicBlock.shortcut")
+        leaves = [t for t in _topological_order(out) if not t._parents and t.requires_grad and t is not x]
+        if leaves:
+            raise Mismatch(f"for {where} the output depends on {len(leaves)} trainable tensor(s) other than x; "
+                           "option A has no parameters: only slicing and zeros.")
+        worst = max(worst, gradcheck(lambda t: option_a_shortcut(t, out_channels, stride), data,
+                                     max_checks=32, name=f"option_a_shortcut {where}"))
+    return (f"{len(SHORTCUT_CONFIGS)} shapes: values equal BasicBlock.shortcut, no parameters, "
+            f"gradcheck worst relative error {worst:.1e}")
+
+
+# ---------------------------------------------------------------- lesson 07: layer responses
+
+def _response_stds_reference(model, x):
+    from tinyresnet import no_grad
+    was_training = model.training
+    model.eval()
+    responses = []
+    with no_grad():
+        model(Tensor(x), responses)
+    model.train(was_training)
+    return [float(r.numpy().std()) for r in responses]
+
+
+@_check("layer_response_stds")
+def check_layer_response_stds(layer_response_stds):
+    from tinyresnet import no_grad
+    from tinyresnet.models import cifar_resnet
+    from tinyresnet.nn import manual_seed
+    rng = np.random.default_rng(0)
+    checked = []
+    for depth, residual in ((8, True), (14, False)):
+        manual_seed(depth)
+        model = cifar_resnet(depth, residual)
+        with no_grad():  # a few training-mode passes: running statistics unlike any one batch
+            for _ in range(3):
+                model(Tensor((2 + 3 * rng.standard_normal((8, 3, 32, 32))).astype(np.float32)))
+        x = rng.standard_normal((6, 3, 32, 32)).astype(np.float32)
+        expected = _response_stds_reference(model, x)          # leaves the model in training mode
+        train_mode = [float(np.std(r.numpy())) for r in _responses_in_training_mode(model, x)]
+        mine = layer_response_stds(model, x)
+        name = f"{'ResNet' if residual else 'plain'}-{depth}"
+        if not hasattr(mine, "__len__") or len(mine) != len(expected):
+            got = len(mine) if hasattr(mine, "__len__") else _describe(mine)
+            raise Mismatch(f"for {name} you returned {got} values; it has 6n+1 = {len(expected)} 3x3 layers.\n"
+                           "hint: pass a list as model(Tensor(x), responses): the model appends one "
+                           "tensor per 3x3 layer; return one float per entry.")
+        mine = np.asarray(mine, dtype=np.float64)
+        if not np.allclose(mine, expected, rtol=1e-4, atol=1e-6):
+            k = int(np.argmax(np.abs(mine - expected)))
+            hint = "take the std over all values of each response: images, channels and pixels together"
+            if np.allclose(mine, train_mode, rtol=1e-3):
+                hint = ("these are training-mode values: call model.eval() first, so that batch norm uses its "
+                        "running statistics; in training mode it normalizes with the batch's own, and every "
+                        "response comes out with std close to its gamma")
+            raise Mismatch(f"for {name}, layer {k + 1}: yours {mine[k]:.6g}, expected {expected[k]:.6g}.\n"
+                           f"hint: {hint}.")
+        checked.append(f"{name} ({len(expected)} layers)")
+    return f"{' and '.join(checked)}: the stds match, measured in eval mode"
+
+
+def _responses_in_training_mode(model, x):
+    """What a forgotten model.eval() gives (on a copy of the running statistics, restored after)."""
+    from tinyresnet import no_grad
+    saved = model.state_dict()
+    responses = []
+    with no_grad():
+        model.train()
+        model(Tensor(x), responses)
+    model.load_state_dict(saved)
+    return responses

@@ -1,0 +1,212 @@
+"""Run bookkeeping for lessons 06 and 07: train a net once, reuse its logs afterwards.
+
+    from experiments import RESULTS, train_or_reuse
+    folder = train_or_reuse("plain20", depth=20, residual=False, subset=5000, epochs=5, test_subset=1000)
+
+`train_or_reuse` looks into folder/name (default lessons/results/cpu-budget/<name>). When that
+folder holds a *finished* run with the same recipe, nothing is trained: the run is reused and
+the function says so. Otherwise it trains with `tinyresnet.train.run` (or resumes a stopped run
+of the same recipe from its checkpoint). The recipe is what tinyresnet.train.RECIPE lists
+(depth, plain/residual, shortcut, batch size, lr, momentum, weight decay, warm-up, subset,
+test subset, validation split, seed) plus the length (epochs or iterations); the device, the
+data folder and the output folder are not part of it.
+
+The rest are small readers and figures used by the notebooks: final errors from a log,
+where a run came from, the paper's Fig. 6 layout (plain nets left, ResNets right), and
+the test images normalized exactly as a run's training normalized them.
+"""
+import inspect
+import json
+import shutil
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from tinyresnet import train as training
+from tinyresnet.data import load_cifar10, normalize, per_pixel_mean, subset
+from tinyresnet.plot import PlotError, plot_runs, read_config, read_log
+
+LESSONS = Path(__file__).resolve().parent
+RESULTS = LESSONS / "results"
+RUN_FILES = (training.CHECKPOINT, training.LOG, training.CONFIG)
+
+# The four nets of the paper's Fig. 6 that a CPU can train: name -> (depth, residual)
+NETS = {"plain20": (20, False), "plain56": (56, False), "resnet20": (20, True), "resnet56": (56, True)}
+# The CPU-budget recipe of lesson 06 (the paper's recipe, on 5k images for 5 epochs)
+CPU_BUDGET = dict(subset=5000, epochs=5, test_subset=1000, seed=0)
+
+
+def recipe(options):
+    """The options of tinyresnet.train.run() that define an experiment, defaults filled in."""
+    bound = inspect.signature(training.run).bind(**options)
+    bound.apply_defaults()
+    args = dict(bound.arguments)
+    if args["iterations"] is None and args["epochs"] is None:
+        args["iterations"] = training.DEFAULT_ITERATIONS      # as the command line does
+    return {k: args[k] for k in training.RECIPE + ("iterations", "epochs")}
+
+
+def saved_recipe(run_dir):
+    """The recipe a run folder was trained with (from its config.json), or None."""
+    args = read_config(run_dir).get("args")
+    if not isinstance(args, dict) or not all(k in args for k in training.RECIPE + ("iterations", "epochs")):
+        return None
+    return {k: args[k] for k in training.RECIPE + ("iterations", "epochs")}
+
+
+def progress(run_dir):
+    """(last logged iteration, total iterations) of a run folder; (0, None) when unknown."""
+    total = read_config(run_dir).get("total_iterations")
+    try:
+        log = read_log(run_dir)
+    except PlotError:
+        return 0, total
+    done = int(log["iteration"][-1]) if len(log["iteration"]) else 0
+    return done, total
+
+
+def is_finished(run_dir):
+    done, total = progress(run_dir)
+    return total is not None and done >= total
+
+
+def _differences(wanted, saved):
+    return ", ".join(f"{k} {saved[k]!r} there, {wanted[k]!r} asked" for k in wanted if wanted[k] != saved[k])
+
+
+def train_or_reuse(name, folder=RESULTS / "cpu-budget", force=False, require_checkpoint=False, **options):
+    """folder/name after making sure it holds a finished run of `options` (run()'s keywords).
+
+    * a finished run with the same recipe is reused: nothing is trained;
+    * a stopped run with the same recipe (checkpoint, log not at its end) is resumed;
+    * an empty or missing folder gets a new run;
+    * a folder holding a run with another recipe is an error, never overwritten silently.
+    force=True deletes the folder's log.csv, config.json and checkpoint.npz first and trains
+    again. require_checkpoint=True (lesson 07 needs the weights) retrains a finished run whose
+    checkpoint.npz is missing, as in a fresh clone where only logs are committed.
+    Returns the run folder (a Path).
+    """
+    run_dir = Path(folder) / name
+    options = {**options, "out": str(run_dir)}
+    wanted = recipe(options)
+    if force:
+        for f in RUN_FILES:
+            (run_dir / f).unlink(missing_ok=True)
+        print(f"{name}: force=True, deleted the old run files in {run_dir}")
+    saved = saved_recipe(run_dir)
+    has_checkpoint = (run_dir / training.CHECKPOINT).is_file()
+    if saved is not None and saved != wanted:
+        raise ValueError(f"{run_dir} holds a run with another recipe ({_differences(wanted, saved)}); "
+                         "pass force=True to replace it, or another folder")
+    if saved is not None and is_finished(run_dir) and (has_checkpoint or not require_checkpoint):
+        done, _ = progress(run_dir)
+        log = read_log(run_dir)
+        print(f"{name}: reusing the finished run in {_short(run_dir)} ({done} iterations, "
+              f"trained in {_duration(log['wall_time'][-1])}); force=True trains it again")
+        return run_dir
+    if saved is not None and has_checkpoint and not is_finished(run_dir):
+        done, total = progress(run_dir)
+        print(f"{name}: resuming the stopped run in {_short(run_dir)} at iteration {done} of {total}")
+        options["resume"] = True
+    elif saved is not None and not has_checkpoint and is_finished(run_dir):
+        print(f"{name}: {_short(run_dir)} holds the log of a finished run but no checkpoint.npz "
+              "(weights are not committed); training it again for its weights")
+    else:
+        print(f"{name}: training into {_short(run_dir)}")
+    options.setdefault("quiet", True)
+    training.run(**options)
+    return run_dir
+
+
+def _short(path):
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(LESSONS))
+    except ValueError:
+        return str(path)
+
+
+def _duration(seconds):
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+# ------------------------------------------------------------------ reading runs
+
+def final_errors(run_dir):
+    """Last logged row of a run: {"iteration", "train_error", "test_error", "wall_time"} (errors in %)."""
+    log = read_log(run_dir)
+    return {k: float(log[k][-1]) for k in ("iteration", "train_error", "test_error", "wall_time")}
+
+
+def describe(run_dir):
+    """Where a run came from, in a few lines: command, device, versions, length, wall time."""
+    config = read_config(run_dir)
+    done, total = progress(run_dir)
+    lines = [f"{config.get('label', Path(run_dir).name)}  ({_short(run_dir)})",
+             f"  command : {config.get('command', '?')}",
+             f"  device  : {config.get('device', '?')} ({config.get('device_name', '?')}); "
+             f"versions {config.get('versions', {})}",
+             f"  data    : {config.get('train_images', '?')} training images, "
+             f"{config.get('test_set', '?')}; schedule {config.get('schedule', '?')}",
+             f"  started : {config.get('started', '?')}"]
+    try:
+        wall = read_log(run_dir)["wall_time"]
+        length = f"{done} of {total} iterations" + ("" if done == total else "  (NOT FINISHED)")
+        lines.append(f"  length  : {length}; wall time {_duration(wall[-1]) if len(wall) else '?'}")
+    except PlotError:
+        lines.append("  length  : no log rows yet")
+    for resumed in config.get("resumed", []):
+        lines.append(f"  resumed : at iteration {resumed.get('iteration')} with {resumed.get('command')}")
+    return "\n".join(lines)
+
+
+def figure6(left, right, titles=("plain networks", "residual networks"), ylim=None):
+    """The paper's Fig. 6 layout: two panels side by side, training error dashed, test error bold."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True, layout="constrained")
+    for ax, runs, title in zip(axes, (left, right), titles):
+        plot_runs(runs, ax=ax, title=title, ylim=ylim)
+    if ylim is None:  # one error axis for both panels, as in the paper
+        top = max(ax.get_ylim()[1] for ax in axes)
+        for ax in axes:
+            ax.set_ylim(0, top)
+    return fig
+
+
+# ------------------------------------------------------------------ inputs for lesson 07
+
+def test_images(count, run_dir=None, data_dir=None):
+    """The first `count` test images (float32, normalized) and labels, normalized with the
+    per-pixel mean of the training images that run_dir was trained on (its --subset), exactly
+    as its evaluation did. Without run_dir: the mean of all 50k training images."""
+    x_train, y_train, x_test, y_test = load_cifar10(data_dir)
+    n = read_config(run_dir).get("args", {}).get("subset") if run_dir is not None else None
+    if n:
+        x_train, y_train = subset(x_train, y_train, n, seed=training.DATA_SEED)
+    return normalize(x_test[:count], per_pixel_mean(x_train)), y_test[:count]
+
+
+def checkpoint_state(run_dir):
+    """(model state dict, iteration, total) from run_dir/checkpoint.npz, or None if there is none."""
+    from tinyresnet.checkpoint import load_checkpoint
+    path = Path(run_dir) / training.CHECKPOINT
+    if not path.is_file():
+        return None
+    ckpt = load_checkpoint(path)
+    return ckpt["model"], int(ckpt["iteration"]), int(ckpt["total"])
+
+
+def save_json(path, obj):
+    Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def copy_run(src, dst):
+    """Copy a run folder's log.csv and config.json (not the weights) to dst."""
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in (training.LOG, training.CONFIG):
+        if (Path(src) / f).is_file():
+            shutil.copy2(Path(src) / f, dst / f)
+    return dst

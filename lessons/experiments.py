@@ -16,12 +16,10 @@ where a run came from, the paper's Fig. 6 layout (plain nets left, ResNets right
 the test images normalized exactly as a run's training normalized them.
 """
 import inspect
-import json
-import shutil
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 from tinyresnet import train as training
 from tinyresnet.data import load_cifar10, normalize, per_pixel_mean, subset
@@ -35,6 +33,8 @@ RUN_FILES = (training.CHECKPOINT, training.LOG, training.CONFIG)
 NETS = {"plain20": (20, False), "plain56": (56, False), "resnet20": (20, True), "resnet56": (56, True)}
 # The CPU-budget recipe of lesson 06 (the paper's recipe, on 5k images for 5 epochs)
 CPU_BUDGET = dict(subset=5000, epochs=5, test_subset=1000, seed=0)
+# an unfinished run written to more recently than this may still be in training elsewhere
+BUSY_SECONDS = 15 * 60
 
 
 def recipe(options):
@@ -79,7 +79,9 @@ def train_or_reuse(name, folder=RESULTS / "cpu-budget", force=False, require_che
     """folder/name after making sure it holds a finished run of `options` (run()'s keywords).
 
     * a finished run with the same recipe is reused: nothing is trained;
-    * a stopped run with the same recipe (checkpoint, log not at its end) is resumed;
+    * a stopped run with the same recipe (checkpoint, log not at its end) is resumed, unless
+      its files changed in the last 15 minutes (another process may be training it: an error
+      says so; pass resume=True if you know it is stopped);
     * an empty or missing folder gets a new run;
     * a folder holding a run with another recipe is an error, never overwritten silently.
     force=True deletes the folder's log.csv, config.json and checkpoint.npz first and trains
@@ -107,6 +109,13 @@ def train_or_reuse(name, folder=RESULTS / "cpu-budget", force=False, require_che
         return run_dir
     if saved is not None and has_checkpoint and not is_finished(run_dir):
         done, total = progress(run_dir)
+        age = time.time() - max((run_dir / f).stat().st_mtime for f in RUN_FILES if (run_dir / f).exists())
+        if age < BUSY_SECONDS and not options.get("resume"):
+            raise RuntimeError(
+                f"{run_dir} holds an unfinished run ({done} of {total} iterations) that was written to "
+                f"{age:.0f} s ago: another process may still be training it. Wait until it is finished "
+                "and run this again; if nothing else is training it (you stopped it yourself), pass "
+                "resume=True to continue it")
         print(f"{name}: resuming the stopped run in {_short(run_dir)} at iteration {done} of {total}")
         options["resume"] = True
     elif saved is not None and not has_checkpoint and is_finished(run_dir):
@@ -198,15 +207,12 @@ def checkpoint_state(run_dir):
     return ckpt["model"], int(ckpt["iteration"]), int(ckpt["total"])
 
 
-def save_json(path, obj):
-    Path(path).write_text(json.dumps(obj, indent=2) + "\n")
-
-
-def copy_run(src, dst):
-    """Copy a run folder's log.csv and config.json (not the weights) to dst."""
-    dst = Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in (training.LOG, training.CONFIG):
-        if (Path(src) / f).is_file():
-            shutil.copy2(Path(src) / f, dst / f)
-    return dst
+def response_stds(model, x):
+    """The std of each 3x3 layer's response (after BN, before ReLU or addition) on images x,
+    in eval mode: the quantity of the paper's Fig. 7 (lesson 07 has you write it)."""
+    from tinyresnet import Tensor, no_grad
+    model.eval()
+    responses = []
+    with no_grad():
+        model(Tensor(x), responses)
+    return [float(r.numpy().std()) for r in responses]

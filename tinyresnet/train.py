@@ -646,7 +646,8 @@ def train(args):
             raise Interrupted("stopped in the middle of a step, nothing saved; "
                               + _resume_hint(state)) from None
     summary = summarize(state, start_iteration)
-    print(_summary_text(summary))
+    if not args.quiet:
+        print(_summary_text(summary))
     return summary
 
 

@@ -4,7 +4,7 @@ from collections import Counter
 import matplotlib.pyplot as plt
 import numpy as np
 
-from tinyresnet.autograd import _topological_order
+from tinyresnet.autograd import topological_order
 
 # The label order of the official CIFAR-10 files (batches.meta).
 from tinyresnet.data import CLASSES as CIFAR10_CLASSES  # noqa: F401 (re-exported for the lessons)
@@ -62,7 +62,7 @@ class Graph:
     """
 
     def __init__(self, root, names):
-        self.nodes = _topological_order(root)
+        self.nodes = topological_order(root)
         self.edges = [(p, node) for node in self.nodes for p in node._parents]
         self.labels = {id(t): label for t, label in names.items()}
         depth = {}

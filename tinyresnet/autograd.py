@@ -131,7 +131,7 @@ class Tensor:
                                    f"{self.shape}; pass grad= of the same shape")
             grad = xp_of(self.data).ones_like(self.data)
         self.grad = grad.data if isinstance(grad, Tensor) else grad
-        for node in reversed(_topological_order(self)):
+        for node in reversed(topological_order(self)):
             if node._backward is None:
                 continue
             if node.grad is not None:
@@ -234,7 +234,7 @@ class Tensor:
         return Tensor.from_op(self.data[index], (self,), backward, "getitem")
 
 
-def _topological_order(root):
+def topological_order(root):
     """Nodes reachable from `root`, each after all of its parents (iterative DFS)."""
     order, visited, stack = [], set(), [(root, False)]
     while stack:

@@ -16,7 +16,6 @@ is R runs of S*C neighbouring floats, the product's (N*Ho*Wo, K) result already
 *is* the next activation, and no transposes are copied around the product.
 """
 from .device import xp_of
-from .parallel import add_into, copy_into
 
 
 def channels_last_zeros(xp, shape, dtype):
@@ -43,19 +42,16 @@ def im2col(x, kernel, stride=1, padding=0):
     """Unfold x: (N, C, H, W) into cols: (N*Ho*Wo, R*S*C) for an R×S kernel.
 
     A strided view addresses every patch without copying: view[n, i, j, r, s, c]
-    is x_padded[n, c, i*stride + r, j*stride + s]. Copying the view out lays the patches side by side.
+    is x_padded[n, c, i*stride + r, j*stride + s]. One reshape then copies it out.
     """
     r, s = kernel
     xpad = pad_spatial(x, padding)
     n, c, hp, wp = xpad.shape
     ho, wo = (hp - r) // stride + 1, (wp - s) // stride + 1
     sn, sc, sh, sw = xpad.strides
-    xp = xp_of(x)
-    view = xp.lib.stride_tricks.as_strided(
+    view = xp_of(x).lib.stride_tricks.as_strided(
         xpad, shape=(n, ho, wo, r, s, c), strides=(sn, sh * stride, sw * stride, sh, sw, sc))
-    cols = xp.empty(view.shape, dtype=x.dtype)
-    copy_into(cols, view)  # the one real copy: every patch, side by side
-    return cols.reshape(n * ho * wo, r * s * c)
+    return view.reshape(n * ho * wo, r * s * c)  # the one real copy: every patch, side by side
 
 
 def col2im(cols, x_shape, kernel, stride=1, padding=0):
@@ -91,5 +87,5 @@ def _add_slabs(slab, x_shape, kernel, stride, padding):
     for i in range(r):
         for j in range(s):
             values = first if i == j == 0 else slab(i, j)
-            add_into(dx[:, i:i + stride * ho:stride, j:j + stride * wo:stride], values.reshape(n, ho, wo, c))
+            dx[:, i:i + stride * ho:stride, j:j + stride * wo:stride] += values.reshape(n, ho, wo, c)
     return dx[:, padding:padding + h, padding:padding + w].transpose(0, 3, 1, 2)

@@ -23,6 +23,7 @@ def keep_freed_memory():
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 31))
+        # -1: never trim (glibc reads it as the largest threshold)
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, -1))
     except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
         return False

@@ -2,8 +2,6 @@
 from .autograd import Tensor
 from .device import same_device, xp_of
 
-AXES = (0, 2, 3)  # statistics are per channel, over the batch and both spatial axes
-
 
 def batch_norm(x, gamma, beta, running_mean, running_var, training,
                momentum=0.1, eps=1e-5):

@@ -735,7 +735,8 @@ def _exit(message, status):
 
 
 def run(depth=20, residual=True, shortcut="A", *, epochs=None, iterations=None, subset=None,
-        test_subset=None, val_split=False, warmup=False, batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4,
+        test_subset=None, val_split=False, warmup=False, batch_size=128, lr=0.1, momentum=0.9,
+        weight_decay=1e-4,
         device="cpu", data_dir=None, out=None, resume=False, seed=0, quiet=False):
     """Train from Python (a notebook, say), exactly as the command line with these options would.
 
@@ -746,7 +747,8 @@ def run(depth=20, residual=True, shortcut="A", *, epochs=None, iterations=None, 
     options left at their defaults here are taken from the checkpoint.
     """
     options = dict(depth=depth, residual=residual, shortcut=shortcut, epochs=epochs,
-                   iterations=iterations, subset=subset, test_subset=test_subset, val_split=val_split, warmup=warmup,
+                   iterations=iterations, subset=subset, test_subset=test_subset,
+                   val_split=val_split, warmup=warmup,
                    batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
                    device=device, data_dir=data_dir, out=out, resume=resume, seed=seed, quiet=quiet)
     defaults = run.__kwdefaults__ | dict(zip(("depth", "residual", "shortcut"), run.__defaults__))

@@ -1,0 +1,155 @@
+"""Training curves in the layout of the paper's Fig. 6.
+
+    python -m tinyresnet.plot runs/plain20 runs/plain56 -o plain.png
+    python -m tinyresnet.plot runs/resnet20 runs/resnet56 runs/resnet110 -o resnets.png
+
+Each run is one colour: its training error dashed, its test error bold, in
+percent, against iterations (in units of 1e4, as in the paper, once a run is
+that long). The legend names runs as the paper does (plain-20, ResNet-56),
+from each run's config.json.
+
+In Python (a notebook): `fig = plot_runs(["runs/resnet20", "runs/plain20"])`.
+"""
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = ("iteration", "epoch", "lr", "train_loss", "train_error",
+           "test_loss", "test_error", "wall_time")
+LONG_RUN = 10_000  # iterations from which the x axis counts in units of 1e4
+FEW_POINTS = 30    # runs with fewer log rows get a dot at each row
+
+
+class PlotError(Exception):
+    """A run folder that cannot be plotted, explained in one line."""
+
+
+def read_log(run_dir):
+    """The columns of run_dir/log.csv as NumPy arrays: {"iteration": ..., "test_error": ...}.
+
+    Errors are in percent, as train.py writes them. run_dir may also be the log.csv itself.
+    """
+    path = Path(run_dir)
+    if path.is_dir() or not path.suffix:
+        path = path / "log.csv"
+    if not path.is_file():
+        raise PlotError(f"{path}: no such file; is {path.parent} a run folder written by tinyresnet.train?")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or any(c not in rows[0] for c in ("iteration", "train_error", "test_error")):
+        raise PlotError(f"{path}: not a training log (its header should be {','.join(COLUMNS)})")
+    header, body = rows[0], [r for r in rows[1:] if r]
+    try:
+        return {name: np.array([float(r[i]) for r in body]) for i, name in enumerate(header)}
+    except (ValueError, IndexError) as e:
+        raise PlotError(f"{path}: a row cannot be read ({e})") from None
+
+
+def read_config(run_dir):
+    """run_dir/config.json as a dict ({} if there is none)."""
+    path = Path(run_dir)
+    path = (path.parent if path.suffix == ".csv" else path) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_label(run_dir):
+    """The paper's name of a run: "ResNet-56", "plain-20"; the folder name if unknown."""
+    config = read_config(run_dir)
+    if "label" in config:
+        return config["label"]
+    args = config.get("args", {})
+    if "depth" in args:
+        return f"{'ResNet' if args.get('residual', True) else 'plain'}-{args['depth']}"
+    path = Path(run_dir)
+    return (path.parent if path.suffix == ".csv" else path).name
+
+
+def plot_runs(run_dirs, ax=None, labels=None, title=None, ylim=None):
+    """Fig. 6 for some runs: training error dashed, test error bold, one colour per run.
+
+    run_dirs: folders written by tinyresnet.train (or their log.csv files).
+    ax: a matplotlib Axes to draw into (default: a new figure).
+    labels: legend names (default: from each run's config.json).
+    ylim: (low, high) error range in percent (default (0, 20) for long runs, as
+    the paper, else 0 to a bit above the highest error).
+    Returns the matplotlib Figure.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MultipleLocator
+
+    run_dirs = [Path(d) for d in run_dirs]
+    if not run_dirs:
+        raise PlotError("no run folders to plot")
+    logs = [read_log(d) for d in run_dirs]
+    labels = list(labels) if labels is not None else [run_label(d) for d in run_dirs]
+    if len(labels) != len(run_dirs):
+        raise PlotError(f"{len(labels)} labels for {len(run_dirs)} runs")
+    if ax is None:
+        fig = Figure(figsize=(6, 4.5), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    longest = max((log["iteration"].max() for log in logs if len(log["iteration"])), default=0)
+    scale = 1e4 if longest >= LONG_RUN else 1
+    handles = []
+    for i, (log, label) in enumerate(zip(logs, labels)):
+        color = f"C{i % 10}"
+        x = log["iteration"] / scale
+        dots = {"marker": "o", "markersize": 3} if len(x) < FEW_POINTS else {}  # short runs: show the rows
+        ax.plot(x, log["train_error"], color=color, linestyle="--", linewidth=1, **dots)
+        ax.plot(x, log["test_error"], color=color, linestyle="-", linewidth=2.5, **dots)
+        handles.append(Line2D([], [], color=color, linewidth=2.5, label=label))
+    sets = {read_config(d).get("test_set", "test") for d in run_dirs}
+    test_name = "validation" if sets == {"val"} else "test"
+    handles += [Line2D([], [], color="0.3", linestyle="--", linewidth=1, label="training error"),
+                Line2D([], [], color="0.3", linestyle="-", linewidth=2.5, label=f"{test_name} error")]
+    ax.legend(handles=handles, loc="best", fontsize="small")
+    ax.set_xlabel("iter. (1e4)" if scale == 1e4 else "iterations")
+    ax.set_ylabel("error (%)")
+    if ylim is None:
+        highest = max((np.nanmax(np.concatenate([log["train_error"], log["test_error"]]))
+                       for log in logs if len(log["iteration"])), default=100)
+        ylim = (0, 20) if scale == 1e4 else (0, min(100, 1.05 * highest))
+    ax.set_ylim(*ylim)
+    if ylim[1] - ylim[0] <= 30:
+        ax.yaxis.set_major_locator(MultipleLocator(5))  # 0, 5, 10, 15, 20 as in the paper
+    ax.set_xlim(left=0)
+    ax.grid(True, linewidth=0.3, alpha=0.5)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def main(argv=None):
+    """python -m tinyresnet.plot RUN_DIR ... -o fig.png"""
+    import matplotlib
+    matplotlib.use("Agg")  # files only: no window, no display needed
+    parser = argparse.ArgumentParser(prog="python -m tinyresnet.plot",
+                                     description="Plot training and test error of runs as in Fig. 6 of the paper.")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="folders written by tinyresnet.train")
+    parser.add_argument("-o", "--output", default="errors.png", help="image file to write (default errors.png)")
+    parser.add_argument("--labels", nargs="+", help="legend names, one per run (default from config.json)")
+    parser.add_argument("--title")
+    parser.add_argument("--ymax", type=float, help="top of the error axis, in percent")
+    args = parser.parse_args(argv)
+    try:
+        fig = plot_runs(args.runs, labels=args.labels, title=args.title,
+                        ylim=(0, args.ymax) if args.ymax else None)
+        fig.savefig(args.output, dpi=150)
+    except (PlotError, OSError, ValueError) as e:
+        print(f"tinyresnet.plot: error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    print(f"wrote {args.output}")
+    return args.output
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@
 `train_or_reuse` looks into folder/name (default lessons/results/cpu-budget/<name>). When that
 folder holds a *finished* run with the same recipe, nothing is trained: the run is reused and
 the function says so. Otherwise it trains with `tinyresnet.train.run` (or resumes a stopped run
-of the same recipe from its checkpoint). The recipe is what tinyresnet.train.RECIPE lists
+of the same recipe from its checkpoint). The recipe is what tinyresnet.RECIPE lists
 (depth, plain/residual, shortcut, batch size, lr, momentum, weight decay, warm-up, subset,
 test subset, validation split, seed) plus the length (epochs or iterations); the device, the
 data folder and the output folder are not part of it.
@@ -23,7 +23,9 @@ import matplotlib.pyplot as plt
 
 from tinyresnet import train as training
 from tinyresnet.data import load_cifar10, normalize, per_pixel_mean, subset
+from tinyresnet.options import DEFAULT_ITERATIONS, RECIPE
 from tinyresnet.plot import PlotError, plot_runs, read_config, read_log
+from tinyresnet.runfolder import duration
 
 LESSONS = Path(__file__).resolve().parent
 RESULTS = LESSONS / "results"
@@ -43,16 +45,16 @@ def recipe(options):
     bound.apply_defaults()
     args = dict(bound.arguments)
     if args["iterations"] is None and args["epochs"] is None:
-        args["iterations"] = training.DEFAULT_ITERATIONS      # as the command line does
-    return {k: args[k] for k in training.RECIPE + ("iterations", "epochs")}
+        args["iterations"] = DEFAULT_ITERATIONS      # as the command line does
+    return {k: args[k] for k in RECIPE + ("iterations", "epochs")}
 
 
 def saved_recipe(run_dir):
     """The recipe a run folder was trained with (from its config.json), or None."""
     args = read_config(run_dir).get("args")
-    if not isinstance(args, dict) or not all(k in args for k in training.RECIPE + ("iterations", "epochs")):
+    if not isinstance(args, dict) or not all(k in args for k in RECIPE + ("iterations", "epochs")):
         return None
-    return {k: args[k] for k in training.RECIPE + ("iterations", "epochs")}
+    return {k: args[k] for k in RECIPE + ("iterations", "epochs")}
 
 
 def progress(run_dir):
@@ -105,7 +107,7 @@ def train_or_reuse(name, folder=RESULTS / "cpu-budget", force=False, require_che
         done, _ = progress(run_dir)
         log = read_log(run_dir)
         print(f"{name}: reusing the finished run in {_short(run_dir)} ({done} iterations, "
-              f"trained in {_duration(log['wall_time'][-1])}); force=True trains it again")
+              f"trained in {duration(log['wall_time'][-1])}); force=True trains it again")
         return run_dir
     if saved is not None and has_checkpoint and not is_finished(run_dir):
         done, total = progress(run_dir)
@@ -136,12 +138,6 @@ def _short(path):
         return str(path)
 
 
-def _duration(seconds):
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
 # ------------------------------------------------------------------ reading runs
 
 def final_errors(run_dir):
@@ -164,7 +160,7 @@ def describe(run_dir):
     try:
         wall = read_log(run_dir)["wall_time"]
         length = f"{done} of {total} iterations" + ("" if done == total else "  (NOT FINISHED)")
-        lines.append(f"  length  : {length}; wall time {_duration(wall[-1]) if len(wall) else '?'}")
+        lines.append(f"  length  : {length}; wall time {duration(wall[-1]) if len(wall) else '?'}")
     except PlotError:
         lines.append("  length  : no log rows yet")
     for resumed in config.get("resumed", []):

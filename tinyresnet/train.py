@@ -21,6 +21,9 @@ Everything goes into the --out folder (default runs/<name>, e.g. runs/resnet56):
                   wall_time is seconds since the run began, summed over resumes.
   checkpoint.npz  everything needed to go on exactly where the run stopped
 
+The options are parsed in options.py, the log and config are written by
+runfolder.py, the checkpoint by checkpoint.py; this module is the loop.
+
 Exit status: 0 done; 2 bad option or data (one line on stderr); 1 the loss
 became NaN/inf (the last good checkpoint is kept); 130 stopped by Ctrl-C.
 
@@ -30,17 +33,12 @@ GPU) every READ_EVERY iterations and at the end of each epoch.
 """
 import argparse
 import contextlib
-import csv
 import json
 import math
-import os
-import platform
 import shlex
 import signal
 import sys
-import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -53,27 +51,14 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import DataError, Loader, load_cifar10, per_pixel_mean, split_train_val, subset
 from .device import DeviceError, to_device, xp_for
 from .nn import manual_seed
+from .options import (VAL_SIZE, WARMUP_LR, WARMUP_UNTIL, UsageError, argv_for, command_line,
+                      merge_resumed_args, parse_args, run_label, run_name, saved_args)
+from .runfolder import (CHECKPOINT, CONFIG, LOG, LOG_COLUMNS, append_row, duration, make_config,
+                        now, write_json, write_log)
 
-DEFAULT_ITERATIONS = 64000
 READ_EVERY = 20      # iterations between reads of the running loss to the host (and NaN checks)
 EVAL_BATCH = 500
-VAL_SIZE = 5000      # --val-split: the paper's 45k/5k split
 DATA_SEED = 0        # which images --val-split and --subset keep: the same for every --seed
-WARMUP_LR, WARMUP_UNTIL = 0.01, 0.80
-CHECKPOINT, LOG, CONFIG = "checkpoint.npz", "log.csv", "config.json"
-LOG_COLUMNS = ("iteration", "epoch", "lr", "train_loss", "train_error",
-               "test_loss", "test_error", "wall_time")
-LOG_FORMATS = {"iteration": "{:d}", "epoch": "{:g}", "lr": "{:g}", "train_loss": "{:.6f}",
-               "train_error": "{:.4f}", "test_loss": "{:.6f}", "test_error": "{:.4f}",
-               "wall_time": "{:.1f}"}
-# The options that define an experiment: --resume refuses to change them.
-RECIPE = ("depth", "residual", "shortcut", "batch_size", "lr", "momentum", "weight_decay",
-          "warmup", "subset", "test_subset", "val_split", "seed")
-
-
-class UsageError(ValueError):
-    """A bad option or combination of options (exit status 2)."""
-
 
 class Diverged(RuntimeError):
     """The loss became NaN or infinite (exit status 1)."""
@@ -81,117 +66,6 @@ class Diverged(RuntimeError):
 
 class Interrupted(Exception):
     """Stopped by Ctrl-C (exit status 130); the message says how to go on."""
-
-
-# ------------------------------------------------------------------ options
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # raise instead of printing usage and exiting: main() prints one line
-        raise UsageError(message)
-
-
-def build_parser(defaults=True):
-    """The command line. defaults=False leaves out the options not typed (to see what was typed)."""
-    d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
-    p = _Parser(prog="python -m tinyresnet.train",
-                description="Train a CIFAR-10 ResNet or plain net (He et al. 2016, section 4.2). "
-                            "Defaults are the paper's recipe.")
-    net = p.add_argument_group("network")
-    net.add_argument("--depth", type=int, default=d(20),
-                     help="6n+2 layers; the paper's are 20, 32, 44, 56, 110, 1202 (default 20)")
-    kind = net.add_mutually_exclusive_group()
-    kind.add_argument("--residual", dest="residual", action="store_true", default=d(True),
-                      help="ResNet: every two layers get a shortcut (default)")
-    kind.add_argument("--plain", dest="residual", action="store_false", default=d(True),
-                      help="the plain net: the same layers without shortcuts")
-    net.add_argument("--shortcut", choices=models.SHORTCUTS, default=d("A"),
-                     help="where the shape changes: A = zero-padded identity (default), B = 1x1 projection")
-    opt = p.add_argument_group("optimization")
-    opt.add_argument("--batch-size", type=int, default=d(128), help="minibatch size (default 128)")
-    opt.add_argument("--lr", type=float, default=d(0.1), help="initial learning rate (default 0.1)")
-    opt.add_argument("--momentum", type=float, default=d(0.9), help="(default 0.9)")
-    opt.add_argument("--weight-decay", type=float, default=d(1e-4), help="(default 1e-4)")
-    length = opt.add_mutually_exclusive_group()
-    length.add_argument("--iterations", type=int, default=d(None),
-                        help=f"SGD steps; the LR is divided by 10 at 50%% and 75%% (default {DEFAULT_ITERATIONS})")
-    length.add_argument("--epochs", type=int, default=d(None),
-                        help="train this many epochs instead; the LR drops at 50%% and 75%% too")
-    opt.add_argument("--warmup", action="store_true", default=d(False),
-                     help=f"the paper's ResNet-110 warm-up: LR {WARMUP_LR} until the training error "
-                          f"is below {100 * WARMUP_UNTIL:.0f}%%, then the schedule")
-    data = p.add_argument_group("data")
-    data.add_argument("--data-dir", default=d(None),
-                      help="folder holding cifar-10-batches-py/ (default $TINYRESNET_DATA or "
-                           "~/.cache/tinyresnet; downloaded if missing)")
-    data.add_argument("--subset", type=int, default=d(None), metavar="N",
-                      help="train on N images only (the same N for every --seed)")
-    data.add_argument("--test-subset", type=int, default=d(None), metavar="N",
-                      help="evaluate on N test images only, for CPU budgets (default: all 10,000)")
-    data.add_argument("--val-split", action="store_true", default=d(False),
-                      help=f"hold out {VAL_SIZE} training images and report them in the test_* columns")
-    run_ = p.add_argument_group("run")
-    run_.add_argument("--device", choices=("cpu", "gpu"), default=d("cpu"),
-                      help="cpu (NumPy) or gpu (CuPy) (default cpu)")
-    run_.add_argument("--out", default=d(None), metavar="DIR",
-                      help="folder for log.csv, config.json, checkpoint.npz (default runs/<name>)")
-    run_.add_argument("--resume", action="store_true", default=d(False),
-                      help="continue the run saved in --out; options not typed come from its checkpoint")
-    run_.add_argument("--seed", type=int, default=d(0),
-                      help="seeds weight init, shuffling and augmentation (default 0)")
-    run_.add_argument("--quiet", action="store_true", default=d(False),
-                      help="no progress bars or per-epoch lines, only the summary")
-    return p
-
-
-def parse_args(argv=None):
-    """Options from argv (default sys.argv[1:]) as a Namespace; UsageError when one is bad.
-
-    Two extra fields: `argv` (the list parsed) and `explicit` (the options
-    actually typed, which --resume does not take from the checkpoint).
-    """
-    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    args = build_parser().parse_args(argv)
-    args.explicit = sorted(vars(build_parser(defaults=False).parse_args(argv)))
-    args.argv = argv
-    check_args(args)
-    if args.iterations is None and args.epochs is None:
-        args.iterations = DEFAULT_ITERATIONS
-    if args.out is None:
-        args.out = str(Path("runs") / run_name(args))
-    return args
-
-
-def check_args(args):
-    """UsageError, with one line saying why, for numbers that cannot work."""
-    try:
-        models.blocks_per_stage(args.depth)
-    except ValueError as e:
-        raise UsageError(f"--depth: {e}") from None
-    for key in ("batch_size", "iterations", "epochs", "subset", "test_subset"):
-        value = getattr(args, key)
-        if value is not None and value < 1:
-            raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        raise UsageError(f"--lr must be a positive number, got {args.lr}")
-    if not 0 <= args.momentum < 1:
-        raise UsageError(f"--momentum must be in [0, 1), got {args.momentum}")
-    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
-        raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay}")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
-
-
-def run_name(args):
-    """Folder name: resnet20, plain56, resnet110-B."""
-    kind = "resnet" if args.residual else "plain"
-    return f"{kind}{args.depth}" + ("-B" if args.residual and args.shortcut == "B" else "")
-
-
-def run_label(args):
-    """Legend name, as in the paper's figures: ResNet-20, plain-56, ResNet-110 (B)."""
-    if not args.residual:
-        return f"plain-{args.depth}"
-    return f"ResNet-{args.depth}" + (" (B)" if args.shortcut == "B" else "")
 
 
 # ------------------------------------------------------------------ building
@@ -404,29 +278,10 @@ def end_of_epoch(state, quiet=False):
         tqdm.write(f"epoch {row['epoch']:g}  iter {state.iteration}  lr {row['lr']:g}  "
                    f"train loss {train_loss:.4f} err {row['train_error']:.2f}%  "
                    f"{state.args.test_set} loss {test_loss:.4f} err {row['test_error']:.2f}%  "
-                   f"[{_duration(row['wall_time'])}]")
+                   f"[{duration(row['wall_time'])}]")
 
 
-# ------------------------------------------------------------------ files
-
-def write_log(path, rows):
-    """log.csv with a header and `rows`, replacing any old one atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(LOG_COLUMNS)
-        writer.writerows(_formatted(row) for row in rows)
-    _publish(tmp, path)
-
-
-def append_row(path, row):
-    with open(path, "a", newline="") as f:  # closing flushes: the row is on disk at once
-        csv.writer(f).writerow(_formatted(row))
-
-
-def _formatted(row):
-    return [LOG_FORMATS[k].format(row[k]) for k in LOG_COLUMNS]
-
+# ------------------------------------------------------------------ saving and restoring
 
 def save(state):
     """Checkpoint everything that changes during training (never NaN weights)."""
@@ -434,7 +289,7 @@ def save(state):
     if not finite:
         check_finite(state, math.nan, "model's weights")
     save_checkpoint(state.out / CHECKPOINT, {
-        "args": _saved_args(state.args),
+        "args": saved_args(state.args),
         "total": state.total,
         "iteration": state.iteration,
         "epoch": state.iteration / state.batches_per_epoch,  # for the reader; iteration is what counts
@@ -466,103 +321,6 @@ def restore(state, ckpt):
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{state.out / CHECKPOINT} does not fit this run "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-
-
-def merge_resumed_args(args, ckpt, path):
-    """--resume: options not typed come from the checkpoint; typed recipe options must match it."""
-    saved = ckpt.get("args") if isinstance(ckpt, dict) else None
-    if not isinstance(saved, dict) or not all(k in saved for k in RECIPE + ("iterations", "epochs")):
-        raise CheckpointError(f"{path}: has no record of its options; cannot resume it")
-    typed = set(getattr(args, "explicit", vars(args)))
-    for key in RECIPE + ("device", "data_dir"):
-        if key not in typed and key in saved:
-            setattr(args, key, saved[key])
-    if not typed & {"iterations", "epochs"}:
-        args.iterations, args.epochs = saved["iterations"], saved["epochs"]
-    changed = [k for k in RECIPE if getattr(args, k) != saved[k]]
-    if changed:
-        raise CheckpointError(f"{path} was trained with {_options(saved, changed)}, not "
-                              f"{_options(vars(args), changed)}; resume with the same options "
-                              "or start a new run in another --out")
-
-
-def make_config(args, state):
-    x_test = state.test_loader.x
-    config = {
-        "name": run_name(args), "label": run_label(args),
-        "command": command_line(args), "argv": list(getattr(args, "argv", [])),
-        "args": _saved_args(args),
-        "device": args.device, "device_name": _device_name(args.device),
-        "test_set": args.test_set,
-        "train_images": len(state.train_loader.x), "test_images": len(x_test),
-        "batches_per_epoch": state.batches_per_epoch, "total_iterations": state.total,
-        "schedule": f"lr {args.lr:g}, /10 at iterations {state.total // 2} and {state.total * 3 // 4}"
-                    + (f"; warm-up at {WARMUP_LR:g} until training error < {WARMUP_UNTIL:.0%}"
-                       if args.warmup else ""),
-        "parameters": state.model.num_parameters(),
-        "versions": _versions(args.device),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    return config
-
-
-def write_json(path, obj):
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    _publish(tmp, path)
-
-
-def _publish(tmp, path):
-    """Give a finished temporary file its real name (one atomic step) and usual permissions."""
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def command_line(args):
-    return "python -m tinyresnet.train " + shlex.join(getattr(args, "argv", []))
-
-
-def _saved_args(args):
-    return {k: v for k, v in vars(args).items() if k not in ("explicit", "argv", "test_set")}
-
-
-def _options(values, keys):
-    """The command-line spelling of some options, e.g. '--depth 20 --plain'."""
-    words = []
-    for k in keys:
-        v, flag = values[k], "--" + k.replace("_", "-")
-        if k == "residual":
-            words.append("--residual" if v else "--plain")
-        elif isinstance(v, bool):
-            words.append(flag if v else f"no {flag}")
-        else:
-            words.append(f"{flag} {v}" if v is not None else f"no {flag}")
-    return " ".join(words)
-
-
-def _versions(device):
-    from . import __version__
-    versions = {"tinyresnet": __version__, "numpy": np.__version__,
-                "python": platform.python_version()}
-    if device == "gpu":
-        versions["cupy"] = xp_for(device).__version__
-    return versions
-
-
-def _device_name(device):
-    if device == "gpu":
-        cuda = xp_for(device).cuda
-        name = cuda.runtime.getDeviceProperties(cuda.Device().id)["name"]
-        return name.decode() if isinstance(name, bytes) else str(name)
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
-
-
-def _duration(seconds):
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 # ------------------------------------------------------------------ the run
@@ -628,7 +386,7 @@ def train(args):
                   else make_config(args, state))
         config.setdefault("resumed", []).append({
             "command": command_line(args), "iteration": state.iteration, "device": args.device,
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            "time": now()})
     write_json(out / CONFIG, config)
     if not quiet:
         print(_introduction(state))
@@ -705,7 +463,7 @@ def summarize(state, start_iteration):
 
 def _summary_text(s):
     return (f"{s['label']}: {s['iterations']} iterations ({s['epochs']:.4g} epochs), "
-            f"wall time {_duration(s['wall_time'])}\n"
+            f"wall time {duration(s['wall_time'])}\n"
             f"  final: train error {s['train_error']:.2f}%, {s['test_set']} error {s['test_error']:.2f}%; "
             f"best {s['test_set']} error {s['best_test_error']:.2f}% at iteration {s['best_iteration']}\n"
             f"  {s['images_per_second']:.0f} images/s training on {s['device']} (this session); "
@@ -746,22 +504,11 @@ def run(depth=20, residual=True, shortcut="A", *, epochs=None, iterations=None, 
     Diverged, Interrupted), not turned into exit codes. With resume=True, the
     options left at their defaults here are taken from the checkpoint.
     """
-    options = dict(depth=depth, residual=residual, shortcut=shortcut, epochs=epochs,
-                   iterations=iterations, subset=subset, test_subset=test_subset,
-                   val_split=val_split, warmup=warmup,
-                   batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                   device=device, data_dir=data_dir, out=out, resume=resume, seed=seed, quiet=quiet)
-    defaults = run.__kwdefaults__ | dict(zip(("depth", "residual", "shortcut"), run.__defaults__))
-    argv = []
-    for key, value in options.items():
-        if value == defaults[key] and type(value) is type(defaults[key]):
-            continue
-        if key == "residual":
-            argv.append("--residual" if value else "--plain")
-        elif isinstance(value, bool):
-            argv += [f"--{key.replace('_', '-')}"] if value else []
-        else:
-            argv += [f"--{key.replace('_', '-')}", str(value)]
+    argv = argv_for(depth=depth, residual=residual, shortcut=shortcut, epochs=epochs,
+                    iterations=iterations, subset=subset, test_subset=test_subset,
+                    val_split=val_split, warmup=warmup, batch_size=batch_size, lr=lr,
+                    momentum=momentum, weight_decay=weight_decay, device=device,
+                    data_dir=data_dir, out=out, resume=resume, seed=seed, quiet=quiet)
     return train(parse_args(argv))
 
 

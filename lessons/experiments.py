@@ -6,16 +6,15 @@
 `train_or_reuse` looks into folder/name (default lessons/results/cpu-budget/<name>). When that
 folder holds a *finished* run with the same recipe, nothing is trained: the run is reused and
 the function says so. Otherwise it trains with `tinyresnet.train.run` (or resumes a stopped run
-of the same recipe from its checkpoint). The recipe is what tinyresnet.RECIPE lists
-(depth, plain/residual, shortcut, batch size, lr, momentum, weight decay, warm-up, subset,
-test subset, validation split, seed) plus the length (epochs or iterations); the device, the
+of the same recipe from its checkpoint). The recipe is what tinyresnet.options.EXPERIMENT
+lists (depth, plain/residual, shortcut, batch size, lr, momentum, weight decay, warm-up, subset,
+test subset, validation split, seed, and the length: epochs or iterations); the device, the
 data folder and the output folder are not part of it.
 
 The rest are small readers and figures used by the notebooks: final errors from a log,
 where a run came from, the paper's Fig. 6 layout (plain nets left, ResNets right), and
 the test images normalized exactly as a run's training normalized them.
 """
-import inspect
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import matplotlib.pyplot as plt
 
 from tinyresnet import train as training
 from tinyresnet.data import load_cifar10, normalize, per_pixel_mean, subset
-from tinyresnet.options import DEFAULT_ITERATIONS, RECIPE
+from tinyresnet.options import EXPERIMENT, argv_for, parse_args
 from tinyresnet.plot import PlotError, plot_runs, read_config, read_log
 from tinyresnet.runfolder import duration
 
@@ -40,21 +39,18 @@ BUSY_SECONDS = 15 * 60
 
 
 def recipe(options):
-    """The options of tinyresnet.train.run() that define an experiment, defaults filled in."""
-    bound = inspect.signature(training.run).bind(**options)
-    bound.apply_defaults()
-    args = dict(bound.arguments)
-    if args["iterations"] is None and args["epochs"] is None:
-        args["iterations"] = DEFAULT_ITERATIONS      # as the command line does
-    return {k: args[k] for k in RECIPE + ("iterations", "epochs")}
+    """The options of tinyresnet.train.run() that define an experiment, defaults filled in
+    by the command line's own parser (so a recipe here is exactly what a run would record)."""
+    args = vars(parse_args(argv_for(**options)))
+    return {k: args[k] for k in EXPERIMENT}
 
 
 def saved_recipe(run_dir):
     """The recipe a run folder was trained with (from its config.json), or None."""
     args = read_config(run_dir).get("args")
-    if not isinstance(args, dict) or not all(k in args for k in RECIPE + ("iterations", "epochs")):
+    if not isinstance(args, dict) or not all(k in args for k in EXPERIMENT):
         return None
-    return {k: args[k] for k in RECIPE + ("iterations", "epochs")}
+    return {k: args[k] for k in EXPERIMENT}
 
 
 def progress(run_dir):

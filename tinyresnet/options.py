@@ -21,6 +21,8 @@ WARMUP_LR, WARMUP_UNTIL = 0.01, 0.80
 # The options that define an experiment: --resume refuses to change them.
 RECIPE = ("depth", "residual", "shortcut", "batch_size", "lr", "momentum", "weight_decay",
           "warmup", "subset", "test_subset", "val_split", "seed")
+# ... and with its length: two runs with the same EXPERIMENT values are the same experiment
+EXPERIMENT = RECIPE + ("iterations", "epochs")
 
 
 class UsageError(ValueError):
@@ -112,7 +114,7 @@ def check_args(args):
     for key in ("batch_size", "iterations", "epochs", "subset", "test_subset"):
         value = getattr(args, key)
         if value is not None and value < 1:
-            raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
+            raise UsageError(f"{_flag(key)} must be at least 1, got {value}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr must be a positive number, got {args.lr}")
     if not 0 <= args.momentum < 1:
@@ -139,7 +141,7 @@ def run_label(args):
 def merge_resumed_args(args, ckpt, path):
     """--resume: options not typed come from the checkpoint; typed recipe options must match it."""
     saved = ckpt.get("args") if isinstance(ckpt, dict) else None
-    if not isinstance(saved, dict) or not all(k in saved for k in RECIPE + ("iterations", "epochs")):
+    if not isinstance(saved, dict) or not all(k in saved for k in EXPERIMENT):
         raise CheckpointError(f"{path}: has no record of its options; cannot resume it")
     typed = set(getattr(args, "explicit", vars(args)))
     for key in RECIPE + ("device", "data_dir"):
@@ -165,7 +167,7 @@ def saved_args(args):
 
 def spelled(values, keys):
     """The command-line spelling of some options, e.g. '--depth 20 --plain' or 'no --subset'."""
-    return " ".join(" ".join(_words(k, values[k]) or ["no --" + k.replace("_", "-")]) for k in keys)
+    return " ".join(" ".join(_words(k, values[k]) or ["no " + _flag(k)]) for k in keys)
 
 
 def _words(key, value):
@@ -173,8 +175,13 @@ def _words(key, value):
     if key == "residual":
         return ["--residual" if value else "--plain"]
     if isinstance(value, bool):
-        return ["--" + key.replace("_", "-")] if value else []
-    return [] if value is None else ["--" + key.replace("_", "-"), str(value)]
+        return [_flag(key)] if value else []
+    return [] if value is None else [_flag(key), str(value)]
+
+
+def _flag(key):
+    """batch_size -> '--batch-size'."""
+    return "--" + key.replace("_", "-")
 
 
 def argv_for(**options):

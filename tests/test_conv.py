@@ -9,6 +9,7 @@ import pytest
 
 from tinyresnet import Tensor, gradcheck
 from tinyresnet.device import to_device
+from tinyresnet.conv import input_grad
 from tinyresnet.functional import conv2d
 from tinyresnet.im2col import col2im, im2col, output_size
 
@@ -92,6 +93,24 @@ def test_backward(cfg, xp, rng):
     w = xp.asarray(rng.standard_normal(w_shape))
     gradcheck(lambda x, w: conv2d(x, w, stride, padding), x, w, max_checks=32,
               name=f"conv2d {config_id(cfg)}")
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=config_id)
+def test_input_grad_is_col2im_of_the_product(cfg, xp, rng):
+    """input_grad's shortcut (stride 1: correlate g with the flipped kernel) must equal the
+    definition, dx = col2im(g2 @ w2ᵀ), on every shape, strided or not."""
+    x_shape, w_shape, stride, padding = cfg
+    k, c, r, s = w_shape
+    w = xp.asarray(rng.standard_normal(w_shape))
+    ho, wo = output_size(x_shape[2], r, stride, padding), output_size(x_shape[3], s, stride, padding)
+    g = xp.asarray(rng.standard_normal((x_shape[0], k, ho, wo)))
+    g2 = g.transpose(0, 2, 3, 1).reshape(-1, k)
+    w2 = w.transpose(2, 3, 1, 0).reshape(r * s * c, k)
+    expected = col2im(g2 @ w2.T, x_shape, (r, s), stride, padding)
+    np.testing.assert_allclose(host(input_grad(g, w, x_shape, stride, padding)), host(expected),
+                               rtol=1e-10, atol=1e-10,
+                               err_msg=f"conv2d's dx for {config_id(cfg)} differs from col2im(g2 @ w2.T); "
+                                       "for stride 1 it is g correlated with w flipped, channels swapped")
 
 
 def test_pixels_no_window_reaches_get_zero_gradient(xp, rng):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tinyresnet import Tensor, gradcheck
-from tinyresnet.device import to_device
 from tinyresnet.conv import input_grad
+from tinyresnet.device import to_device
 from tinyresnet.functional import conv2d
 from tinyresnet.im2col import col2im, im2col, output_size
 

@@ -41,3 +41,15 @@ class CifarResNet(nn.Module):
     def forward(self, x):
         h = self.blocks(F.relu(self.bn(self.conv(x))))
         return self.fc(h.mean(dim=(2, 3)))
+
+
+def init_like_tinyresnet(model):
+    """tinyresnet's initialization: He-normal convs (std sqrt(2 / fan_in)), BN scale 1 and
+    shift 0; the fully connected layer keeps PyTorch's default, U(±1/sqrt(in)), as ours does."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model

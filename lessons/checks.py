@@ -510,7 +510,7 @@ def check_option_a_shortcut(option_a_shortcut):
         block = BasicBlock(shape[1], out_channels, stride, residual=True, shortcut="A")
         if not np.array_equal(mine, block.shortcut(Tensor(data.copy())).numpy()):
             raise Mismatch(f"for {where} your shortcut differs from tinyresnet's BasicBlock.shortcut")
-        leaves = [t for t in topological_order(out) if not t._parents and t.requires_grad and t is not x]
+        leaves = [t for t in topological_order(out) if t.is_leaf and t.requires_grad and t is not x]
         if leaves:
             raise Mismatch(f"for {where} the output depends on {len(leaves)} trainable tensor(s) other than x; "
                            "option A has no parameters: only slicing and zeros.")

@@ -63,16 +63,16 @@ class Graph:
 
     def __init__(self, root, names):
         self.nodes = topological_order(root)
-        self.edges = [(p, node) for node in self.nodes for p in node._parents]
+        self.edges = [(p, node) for node in self.nodes for p in node.parents]
         self.labels = {id(t): label for t, label in names.items()}
         depth = {}
         for node in self.nodes:  # parents come first, so their depth is known
-            depth[id(node)] = 1 + max((depth[id(p)] for p in node._parents), default=-1)
+            depth[id(node)] = 1 + max((depth[id(p)] for p in node.parents), default=-1)
         self.depth = depth
 
     def order(self):
         """The labels in topological order: every node after all of its inputs."""
-        return [self.labels.get(id(n), n._op) for n in self.nodes]
+        return [self.labels.get(id(n), n.op) for n in self.nodes]
 
     def draw(self, show_grad=False, title=None, ax=None):
         ax = ax or plt.subplots(figsize=(7, 2.6))[1]
@@ -94,10 +94,10 @@ class Graph:
                         arrowprops=dict(arrowstyle="->", color="gray", shrinkA=28, shrinkB=28,
                                         connectionstyle=f"arc3,rad={rad}"))
         for node in self.nodes:
-            text = f"{self.labels.get(id(node), node._op)}\nvalue {_short(node.data)}"
+            text = f"{self.labels.get(id(node), node.op)}\nvalue {_short(node.data)}"
             if show_grad:
                 text += f"\ngrad {_short(node.grad)}"
-            leaf = not node._op
+            leaf = node.is_leaf
             ax.text(*pos[id(node)], text, ha="center", va="center", fontsize=9,
                     bbox=dict(boxstyle="round", fc="#e8f0fe" if leaf else "#fff4e0", ec="gray"))
         xs = [p[0] for p in pos.values()]

@@ -302,3 +302,114 @@ def test_ops_stay_on_the_inputs_device(device, xp):
     assert x.device == device and y.device == device
     y.backward()
     assert tinyresnet.device.device_of(x.grad) == device
+
+
+# ------------------------------------------------------------ two backward passes through one graph
+
+def test_second_backward_through_a_shared_subgraph_raises(xp):
+    """Two losses share h; each has its own backward(). The first releases h, so the second
+    must raise, never return a gradient that silently misses the shared part."""
+    x = Tensor(xp.asarray([1.0, 2.0]), requires_grad=True)
+    h = x * 2.0
+    (h * 1.0).sum().backward()
+    with pytest.raises(RuntimeError, match="backward\\(\\) called twice through the same graph.*retain_graph"):
+        (h * 2.0).sum().backward()
+    np.testing.assert_allclose(tinyresnet.device.to_device(x.grad, "cpu"), [2.0, 2.0],
+                               err_msg="the refused backward must leave the gradients as they were")
+
+
+def test_retain_graph_lets_two_losses_share_a_subgraph(xp):
+    """d/dx of sum(2x) + sum(4x) is 6: with retain_graph=True both passes reach x through h."""
+    x = Tensor(xp.asarray([1.0, 2.0]), requires_grad=True)
+    h = x * 2.0
+    (h * 1.0).sum().backward(retain_graph=True)
+    (h * 2.0).sum().backward()
+    np.testing.assert_allclose(tinyresnet.device.to_device(x.grad, "cpu"), [6.0, 6.0],
+                               err_msg="x.grad must be 2 + 4 = 6 after the two backward passes")
+    assert h.grad is None, "an intermediate's gradient is still dropped once used"
+
+
+def test_backward_twice_on_the_same_loss_raises(xp):
+    x = Tensor(xp.asarray([1.0, 2.0]), requires_grad=True)
+    loss = (x * x).sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="called twice"):
+        loss.backward()
+
+
+# ------------------------------------------------------------ looking inside the graph
+
+def test_op_and_parents_walk_the_graph(xp):
+    x = Tensor(xp.asarray([1.0, 2.0]), requires_grad=True)
+    y = x * 3.0
+    z = (y + x).sum()
+    assert z.op == "sum" and z.parents[0].op == "add"
+    assert z.parents[0].parents[0] is y and y.op == "mul" and y.parents[0] is x
+    assert x.is_leaf and x.op == "" and x.parents == () and not y.is_leaf
+    from tinyresnet.autograd import topological_order
+    order = topological_order(z)
+    assert order[0] is x and order[-1] is z and order.index(y) < order.index(z.parents[0])
+
+
+def test_hook_sees_the_gradient_of_an_intermediate(xp):
+    """register_hook(fn): fn gets dLoss/dh as soon as it is complete, without retain_grad."""
+    x = Tensor(xp.asarray([1.0, 2.0, 3.0]), requires_grad=True)
+    h = x * 2.0
+    seen = []
+    h.register_hook(lambda g: seen.append(tinyresnet.device.to_device(g, "cpu").copy()))
+    (h * h).sum().backward()  # dLoss/dh = 2h = 4x
+    assert len(seen) == 1, "a hook runs once per backward pass"
+    np.testing.assert_allclose(seen[0], [4.0, 8.0, 12.0], err_msg="the hook must see dLoss/dh = 2h")
+
+
+def test_hook_can_replace_the_gradient_and_be_removed(xp):
+    x = Tensor(xp.asarray([1.0, 2.0]), requires_grad=True)
+    h = x * 1.0
+    loss = h.sum()
+    handle = h.register_hook(lambda g: g * 0.0)
+    loss.backward(retain_graph=True)
+    np.testing.assert_allclose(tinyresnet.device.to_device(x.grad, "cpu"), [0.0, 0.0],
+                               err_msg="a hook that returns an array replaces the gradient")
+    handle.remove()
+    x.grad = None
+    loss.backward()
+    np.testing.assert_allclose(tinyresnet.device.to_device(x.grad, "cpu"), [1.0, 1.0],
+                               err_msg="after handle.remove() the hook must not run")
+
+
+def test_hook_on_a_leaf_sees_this_pass_only(xp):
+    x = Tensor(xp.asarray([1.0, 2.0]), requires_grad=True)
+    seen = []
+    x.register_hook(lambda g: seen.append(tinyresnet.device.to_device(g, "cpu").copy()))
+    (x * 2.0).sum().backward()
+    (x * 3.0).sum().backward()
+    np.testing.assert_allclose(seen[1], [3.0, 3.0], err_msg="the hook gets this pass's gradient")
+    np.testing.assert_allclose(tinyresnet.device.to_device(x.grad, "cpu"), [5.0, 5.0],
+                               err_msg=".grad of a leaf still accumulates over passes")
+
+
+# ------------------------------------------------------------ dtype promotion with Python numbers
+
+@pytest.mark.parametrize("expr, expected, dtype", [
+    (lambda t: t + 0.5, [0.5, 1.5, 2.5], np.float64),
+    (lambda t: t * 0.5, [0.0, 0.5, 1.0], np.float64),
+    (lambda t: 0.5 - t, [0.5, -0.5, -1.5], np.float64),
+    (lambda t: t + 2, [2, 3, 4], np.int64),
+    (lambda t: t * True, [0, 1, 2], np.int64),
+], ids=["int+0.5", "int*0.5", "0.5-int", "int+2", "int*True"])
+def test_python_numbers_promote_as_in_numpy(expr, expected, dtype, xp):
+    t = Tensor(xp.asarray([0, 1, 2], dtype=xp.int64))
+    out = expr(t)
+    assert out.dtype == dtype, f"NumPy gives {np.dtype(dtype)} here; the tensor op gave {out.dtype}"
+    np.testing.assert_allclose(out.numpy(), expected)
+
+
+def test_float32_times_python_float_stays_float32(xp):
+    t = Tensor(xp.ones(3, dtype=xp.float32))
+    assert (t * 0.1).dtype == np.float32 and (t + 1).dtype == np.float32
+
+
+def test_matmul_lifts_a_list_like_add_and_mul(xp):
+    w = Tensor(xp.asarray([[1.0, 2.0], [3.0, 4.0]], dtype=xp.float32), requires_grad=True)
+    np.testing.assert_allclose((w @ [1.0, 1.0]).numpy(), [3.0, 7.0])
+    np.testing.assert_allclose(([1.0, 1.0] @ w).numpy(), [4.0, 6.0])

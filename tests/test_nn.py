@@ -301,3 +301,24 @@ def test_module_to_cpu_is_a_no_op():
     net = TinyNet()
     weight = net.fc.weight.data
     assert net.to("cpu") is net and net.fc.weight.data is weight
+
+
+def test_forward_hook_sees_each_call_and_its_output_gradient():
+    """register_forward_hook + Tensor.register_hook: the gradient reaching a block's output."""
+    from tinyresnet.models import cifar_resnet
+    model = cifar_resnet(8)
+    block = model.blocks[1]
+    outputs, grads = [], []
+
+    def hook(module, inputs, out):
+        assert module is block and len(inputs) >= 1
+        outputs.append(out)
+        out.register_hook(lambda g: grads.append(g.copy()))
+    handle = block.register_forward_hook(hook)
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32))
+    model(x).sum().backward()
+    assert len(outputs) == 1 and len(grads) == 1, "one forward and one backward: one call each"
+    assert grads[0].shape == outputs[0].shape and np.abs(grads[0]).sum() > 0
+    handle.remove()
+    model(x)
+    assert len(outputs) == 1, "a removed hook is not called again"

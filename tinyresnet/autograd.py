@@ -11,6 +11,10 @@ Every op below follows the same pattern:
     def backward(g):             # g = dLoss/dout, same shape as out
         return (dLoss/dparent_1, dLoss/dparent_2, ...)
     return Tensor.from_op(out_data, (parents...), backward, "name")
+
+To look inside a graph: `t.op` and `t.parents` walk it (`topological_order(t)` lists it),
+`t.retain_grad()` keeps an intermediate gradient, and `t.register_hook(fn)` calls
+fn(gradient) the moment t's gradient is complete during backward.
 """
 import contextlib
 
@@ -68,6 +72,7 @@ class Tensor:
         self._backward = None
         self._op = ""
         self._retain = False
+        self._hooks = []
 
     @classmethod
     def from_op(cls, data, parents, backward, op):
@@ -77,6 +82,22 @@ class Tensor:
             out.requires_grad = True
             out._parents, out._backward, out._op = parents, backward, op
         return out
+
+    # -- the graph -----------------------------------------------------------
+    @property
+    def op(self):
+        """The name of the op that made this tensor ("conv2d", "add", ...); "" for a leaf."""
+        return self._op
+
+    @property
+    def parents(self):
+        """The tensors this one was computed from (empty for a leaf, or after backward)."""
+        return self._parents
+
+    @property
+    def is_leaf(self):
+        """True for tensors no recorded op made: inputs, parameters, constants."""
+        return not self._op
 
     # -- array facts ---------------------------------------------------------
     shape = property(lambda self: self.data.shape)
@@ -106,22 +127,36 @@ class Tensor:
     def detach(self):
         return Tensor(self.data)
 
+    # -- reverse mode --------------------------------------------------------
     def retain_grad(self):
         """Keep .grad on this intermediate tensor after backward (for inspection)."""
         self._retain = True
         return self
 
-    # -- reverse mode --------------------------------------------------------
-    def backward(self, grad=None):
-        """Fill `.grad` of every tensor that this one depends on.
+    def register_hook(self, fn):
+        """Call fn(grad) when this tensor's gradient is complete during backward.
+
+        grad is dLoss/d(this tensor) from this backward pass, an array of this
+        tensor's shape. fn may return a new array to use instead, or None to
+        leave it. Returns a handle; handle.remove() takes the hook off again.
+        """
+        self._hooks.append(fn)
+        return HookHandle(self._hooks, fn)
+
+    def backward(self, grad=None, retain_graph=False):
+        """Fill `.grad` of every leaf (parameter, input) that this tensor depends on.
 
         grad: dLoss/d(self); defaults to 1 for a scalar. The graph is walked
-        iteratively (no recursion), so a 1202-layer net is fine, and released
-        afterwards so memory does not grow from one training step to the next.
+        iteratively (no recursion), so a 1202-layer net is fine. Leaves add
+        into .grad (zero it between steps); intermediate gradients are dropped
+        once used, unless retain_grad() asked to keep them.
+
+        Afterwards the graph is released, so memory does not grow from one
+        training step to the next. A second backward() through any released
+        node raises, rather than silently missing that part of the gradient;
+        retain_graph=True keeps the graph for another backward (e.g. two losses
+        that share a subgraph, each with its own backward).
         """
-        if self._op and self._backward is None:
-            raise RuntimeError(f"backward() called twice through the same graph ({self._op}): the graph "
-                               "is released after the first call; recompute the forward pass")
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad: "
                                "no parameter with requires_grad=True was used to compute it")
@@ -130,25 +165,47 @@ class Tensor:
                 raise RuntimeError(f"backward() without a gradient needs a scalar, got shape "
                                    f"{self.shape}; pass grad= of the same shape")
             grad = xp_of(self.data).ones_like(self.data)
-        self.grad = grad.data if isinstance(grad, Tensor) else grad
-        for node in reversed(topological_order(self)):
+        order = topological_order(self)
+        released = next((node for node in order if node._op and node._backward is None), None)
+        if released is not None:
+            raise RuntimeError(f"backward() called twice through the same graph (at a {released._op!r} "
+                               "node): the graph is released after the first backward; recompute the "
+                               "forward pass, or pass retain_graph=True to the first backward()")
+        grads = {id(self): grad.data if isinstance(grad, Tensor) else grad}  # dLoss/dnode, this pass
+        for node in reversed(order):  # every node after all the nodes that use it
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            for hook in node._hooks:
+                replaced = hook(g)
+                g = g if replaced is None else replaced
+            if node._backward is None or node._retain or node is self:  # leaves keep their gradient
+                node.grad = g if node.grad is None else node.grad + g
             if node._backward is None:
                 continue
-            if node.grad is not None:
-                for parent, g in zip(node._parents, node._backward(node.grad)):
-                    if g is not None and parent.requires_grad:
-                        g = unbroadcast(g, parent.shape)
-                        parent.grad = g if parent.grad is None else parent.grad + g
-            if not node._retain and node is not self:
-                node.grad = None
-            node._parents, node._backward = (), None
+            for parent, pg in zip(node._parents, node._backward(g)):
+                if pg is not None and parent.requires_grad:
+                    pg = unbroadcast(pg, parent.shape)
+                    grads[id(parent)] = pg if id(parent) not in grads else grads[id(parent)] + pg
+            if not retain_graph:
+                node._parents, node._backward = (), None
 
     # -- elementary ops ------------------------------------------------------
     def _lift(self, other):
-        """Wrap a Python number as a constant tensor of our dtype and device."""
+        """Wrap a Python number, a list or an array as a constant tensor on our device.
+
+        Dtypes promote as NumPy's do: a Python number takes our dtype unless its
+        kind is higher (int_tensor * 0.5 is float64, float32_tensor * 2 stays
+        float32); a list becomes float32, like Tensor(list); arrays keep theirs.
+        """
         if isinstance(other, Tensor):
             return other
-        return Tensor(xp_of(self.data).asarray(other, dtype=self.dtype))
+        xp = xp_of(self.data)
+        if isinstance(other, (bool, int, float)):
+            return Tensor(xp.asarray(other, dtype=np.result_type(self.dtype, other)))
+        if isinstance(other, (list, tuple)):
+            return Tensor(xp.asarray(np.asarray(other, dtype=np.float32)))
+        return Tensor(other)
 
     def __add__(self, other):
         other = self._lift(other)
@@ -169,6 +226,7 @@ class Tensor:
 
     def __matmul__(self, other):
         """(…, M, K) @ (…, K, N): dA = g @ Bᵀ, dB = Aᵀ @ g (summed over broadcast batches)."""
+        other = self._lift(other)
         same_device(self.data, other.data, op="matmul")
         a, b = self.data, other.data
         xp = xp_of(a)
@@ -187,6 +245,9 @@ class Tensor:
 
     def __rsub__(self, other):
         return self._lift(other) - self
+
+    def __rmatmul__(self, other):
+        return self._lift(other) @ self
 
     def reshape(self, *shape):
         old = self.shape
@@ -232,6 +293,17 @@ class Tensor:
             full[index] = g
             return (full,)
         return Tensor.from_op(self.data[index], (self,), backward, "getitem")
+
+
+class HookHandle:
+    """What register_hook returns: handle.remove() takes the hook off again."""
+
+    def __init__(self, hooks, fn):
+        self._hooks, self._fn = hooks, fn
+
+    def remove(self):
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
 
 
 def topological_order(root):

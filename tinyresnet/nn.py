@@ -7,7 +7,7 @@ running statistics) are plain arrays that are saved but never trained.
 import numpy as np
 
 from . import functional as F
-from .autograd import Tensor
+from .autograd import HookHandle, Tensor
 from .device import device_of, to_device
 
 _rng = np.random.default_rng(0)
@@ -31,7 +31,24 @@ class Module:
     _buffers = ()
 
     def __call__(self, *args):
-        return self.forward(*args)
+        out = self.forward(*args)
+        for hook in getattr(self, "_forward_hooks", ()):
+            replaced = hook(self, args, out)
+            out = out if replaced is None else replaced
+        return out
+
+    def register_forward_hook(self, fn):
+        """Call fn(module, inputs, output) after every forward pass of this module.
+
+        A way to look inside a net without changing its code: record activations,
+        or call output.register_hook(...) to see the gradient that reaches this
+        module's output during backward. fn may return a replacement output.
+        Returns a handle; handle.remove() takes the hook off again.
+        """
+        if "_forward_hooks" not in vars(self):
+            self._forward_hooks = []
+        self._forward_hooks.append(fn)
+        return HookHandle(self._forward_hooks, fn)
 
     def forward(self, *args):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")

@@ -2,8 +2,10 @@
 import numpy as np
 import pytest
 
-from tinyresnet import Tensor, manual_seed, no_grad
+from tinyresnet import Tensor, functional as F, manual_seed, no_grad
 from tinyresnet.models import BasicBlock, cifar_resnet
+from tinyresnet.nn import BatchNorm2d, Identity
+from tinyresnet.optim import SGD
 
 pytestmark = pytest.mark.models
 
@@ -115,3 +117,52 @@ def test_state_dict_round_trip_gives_the_same_outputs():
         assert not np.allclose(fresh(x).data, trained(x).data)
         fresh.load_state_dict(state)
         np.testing.assert_array_equal(fresh(x).data, trained(x).data)
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_without_batch_norm_every_bn_becomes_an_identity(residual):
+    """batch_norm=False: the same convs and fc, no batch norm anywhere (lesson 08's nets)."""
+    manual_seed(0)
+    with_bn = cifar_resnet(20, residual)
+    manual_seed(0)
+    without = cifar_resnet(20, residual, batch_norm=False)
+    assert not any(isinstance(m, BatchNorm2d) for m in without.modules())
+    assert sum(isinstance(m, Identity) for m in without.modules()) == 19
+    assert without.num_parameters() == with_bn.num_parameters() - 2 * (16 * 7 + 32 * 6 + 64 * 6)
+    assert "without batch norm" in repr(without)
+    for a, b in zip(with_bn.blocks, without.blocks):   # the same initial conv weights, seed for seed
+        np.testing.assert_array_equal(a.conv1.weight.data, b.conv1.weight.data)
+    x = images(4)
+    responses = []
+    out = without(x, responses)
+    assert out.shape == (4, 10) and len(responses) == 19
+    conv = without.blocks[0].conv1
+    with no_grad():  # the response is the conv's output itself: nothing normalizes it
+        h = F.relu(without.conv(x))
+        np.testing.assert_allclose(responses[1].data, conv(h).data, rtol=1e-6)
+
+
+def test_without_batch_norm_option_b_projects_without_bn():
+    net = cifar_resnet(20, shortcut="B", batch_norm=False)
+    projections = [blk.projection for blk in net.blocks if blk.projection is not None]
+    assert [len(p) for p in projections] == [1, 1]
+    assert net.num_parameters() == cifar_resnet(20, batch_norm=False).num_parameters() + 16 * 32 + 32 * 64
+
+
+def test_resnet_1202_trains_one_step():
+    """The paper's deepest net (Table 6: 19.4M parameters): 1202 layers, one SGD step on 2 images.
+    The engine walks the graph without recursion, so there is no RecursionError; ~10 s on 2 cores."""
+    manual_seed(0)
+    model = cifar_resnet(1202)
+    assert f"{model.num_parameters() / 1e6:.1f}" == TABLE_6[1202]
+    opt = SGD(model.parameters(), lr=0.1)
+    x, y = images(2), np.array([3, 7])
+    before = model.fc.weight.data.copy(), model.conv.weight.data.copy()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    assert np.isfinite(loss.item())
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not np.isfinite(p.grad).all()]
+    assert not missing, f"{len(missing)} parameters got no finite gradient, e.g. {missing[:3]}"
+    opt.step()
+    assert not np.array_equal(model.fc.weight.data, before[0])
+    assert not np.array_equal(model.conv.weight.data, before[1]), "the first layer, 1201 layers down, moved"

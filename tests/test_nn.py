@@ -267,6 +267,60 @@ def test_option_a_shortcut_backward(xp, rng):
     gradcheck(lambda x: F.pad_channels(F.subsample(x), 1, 1), x, name="pad_channels(subsample(x))")
 
 
+def max_pool_by_loops(x, kernel, stride, padding):
+    """The definition, one window at a time: the max over the window's real (unpadded) pixels."""
+    n, c, h, w = x.shape
+    ho, wo = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
+    out = np.empty((n, c, ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            top, left = i * stride - padding, j * stride - padding
+            rows = slice(max(top, 0), top + kernel)
+            cols = slice(max(left, 0), left + kernel)
+            out[:, :, i, j] = x[:, :, rows, cols].max(axis=(2, 3))
+    return out
+
+
+@pytest.mark.parametrize("kernel, stride, padding, size", [(3, 2, 1, 9), (3, 2, 1, 8), (2, 2, 0, 6), (3, 1, 1, 5)],
+                         ids=["stem 3x3/2 odd", "stem 3x3/2 even", "2x2/2", "3x3/1"])
+def test_max_pool2d(kernel, stride, padding, size, xp, rng):
+    x = rng.standard_normal((2, 3, size, size + 1))
+    out = F.max_pool2d(Tensor(xp.asarray(x)), kernel, stride, padding)
+    np.testing.assert_array_equal(host(out), max_pool_by_loops(x, kernel, stride, padding))
+    gradcheck(lambda t: F.max_pool2d(t, kernel, stride, padding), xp.asarray(x),
+              name=f"max_pool2d {kernel}x{kernel} stride {stride} padding {padding}")
+
+
+def test_max_pool2d_gradient_goes_to_the_winner_of_each_window():
+    """A pixel that is the max of two overlapping windows gets both windows' gradients."""
+    x = np.zeros((1, 1, 3, 3))
+    x[0, 0, 1, 1] = 5.0                      # the centre wins all four 2x2 windows of stride 1
+    t = Tensor(x, requires_grad=True)
+    out = F.max_pool2d(t, kernel=2, stride=1, padding=0)
+    out.backward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]))
+    expected = np.zeros((3, 3))
+    expected[1, 1] = 10.0
+    np.testing.assert_array_equal(t.grad[0, 0], expected)
+
+
+def test_max_pool2d_rejects_windows_of_only_padding():
+    with pytest.raises(ValueError, match="padding must be at most"):
+        F.max_pool2d(Tensor(np.zeros((1, 1, 4, 4))), kernel=3, stride=2, padding=2)
+
+
+@pytest.mark.torch
+def test_max_pool2d_matches_pytorch(torch, rng):
+    x, g = rng.standard_normal((2, 4, 11, 10)), rng.standard_normal((2, 4, 6, 5))
+    t = Tensor(x, requires_grad=True)
+    out = F.max_pool2d(t, 3, 2, 1)
+    out.backward(g)
+    tx = torch.tensor(x, requires_grad=True)
+    tout = torch.nn.functional.max_pool2d(tx, 3, 2, 1)
+    tout.backward(torch.tensor(g))
+    np.testing.assert_array_equal(out.data, tout.detach().numpy())
+    np.testing.assert_allclose(t.grad, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
 def test_relu_module(xp):
     out = nn.ReLU()(Tensor(xp.asarray([-1.0, 2.0])))
     np.testing.assert_array_equal(host(out), [0.0, 2.0])

@@ -8,9 +8,11 @@
 
 That is 6n + 2 weighted layers. A residual block adds its input back before
 the last ReLU; the plain block is the same block without that addition.
+batch_norm=False builds the same nets with every batch norm left out (lesson 08
+looks at their gradients); the convolutions still have no bias.
 """
 from . import functional as F
-from .nn import BatchNorm2d, Conv2d, Linear, Module, Sequential
+from .nn import BatchNorm2d, Conv2d, Identity, Linear, Module, Sequential
 
 PAPER_DEPTHS = (20, 32, 44, 56, 110, 1202)
 SHORTCUTS = ("A", "B")
@@ -19,17 +21,17 @@ SHORTCUTS = ("A", "B")
 class BasicBlock(Module):
     """conv-BN-ReLU-conv-BN, then (+ shortcut), then ReLU. x: (N, in, H, W) -> (N, out, H/stride, W/stride)."""
 
-    def __init__(self, in_channels, out_channels, stride=1, residual=True, shortcut="A"):
+    def __init__(self, in_channels, out_channels, stride=1, residual=True, shortcut="A", batch_norm=True):
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride, padding=1)
-        self.bn1 = BatchNorm2d(out_channels)
+        self.bn1 = norm(out_channels, batch_norm)
         self.conv2 = Conv2d(out_channels, out_channels, 3, 1, padding=1)
-        self.bn2 = BatchNorm2d(out_channels)
+        self.bn2 = norm(out_channels, batch_norm)
         self.residual, self.stride = residual, stride
         self.extra_channels = out_channels - in_channels
         changes_shape = stride != 1 or in_channels != out_channels
         self.projection = None
         if residual and shortcut == "B" and changes_shape:
-            self.projection = Sequential(Conv2d(in_channels, out_channels, 1, stride), BatchNorm2d(out_channels))
+            self.projection = projection(in_channels, out_channels, stride, batch_norm)
 
     def forward(self, x, responses=None):
         h = self.bn1(self.conv1(x))
@@ -55,19 +57,19 @@ class BasicBlock(Module):
 class CifarResNet(Module):
     """A plain or residual net of depth 6n+2 for 32×32 images. x: (N, 3, 32, 32) -> logits (N, classes)."""
 
-    def __init__(self, depth, residual=True, shortcut="A", num_classes=10):
+    def __init__(self, depth, residual=True, shortcut="A", num_classes=10, batch_norm=True):
         n = blocks_per_stage(depth)
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut must be 'A' (identity + zero padding) or 'B' (projection), got {shortcut!r}")
-        self.depth, self.residual, self.shortcut = depth, residual, shortcut
+        self.depth, self.residual, self.shortcut, self.batch_norm = depth, residual, shortcut, batch_norm
         self.conv = Conv2d(3, 16, 3, padding=1)
-        self.bn = BatchNorm2d(16)
+        self.bn = norm(16, batch_norm)
         self.blocks = []
         in_channels = 16
         for stage, channels in enumerate((16, 32, 64)):
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
-                self.blocks.append(BasicBlock(in_channels, channels, stride, residual, shortcut))
+                self.blocks.append(BasicBlock(in_channels, channels, stride, residual, shortcut, batch_norm))
                 in_channels = channels
         self.fc = Linear(64, num_classes)
 
@@ -82,7 +84,8 @@ class CifarResNet(Module):
 
     def __repr__(self):
         kind = f"ResNet-{self.depth} (option {self.shortcut})" if self.residual else f"plain-{self.depth}"
-        return f"{kind}: {self.num_parameters():,} parameters"
+        without = "" if self.batch_norm else " without batch norm"
+        return f"{kind}{without}: {self.num_parameters():,} parameters"
 
 
 def blocks_per_stage(depth):
@@ -93,9 +96,22 @@ def blocks_per_stage(depth):
     return (depth - 2) // 6
 
 
-def cifar_resnet(depth, residual=True, shortcut="A", num_classes=10):
-    """The paper's CIFAR-10 net: ResNet-`depth` (residual=True) or its plain twin."""
-    return CifarResNet(depth, residual, shortcut, num_classes)
+def cifar_resnet(depth, residual=True, shortcut="A", num_classes=10, batch_norm=True):
+    """The paper's CIFAR-10 net: ResNet-`depth` (residual=True) or its plain twin;
+    batch_norm=False leaves out every batch norm (not a net of the paper)."""
+    return CifarResNet(depth, residual, shortcut, num_classes, batch_norm)
+
+
+def norm(channels, batch_norm=True):
+    """The layer after each convolution: BatchNorm2d(channels), or Identity() without batch norm."""
+    return BatchNorm2d(channels) if batch_norm else Identity()
+
+
+def projection(in_channels, out_channels, stride, batch_norm=True):
+    """The option-B shortcut: a 1×1 convolution with `stride`, then batch norm (x: (N, in, H, W)
+    -> (N, out, H/stride, W/stride)). The ImageNet nets use it wherever a block changes the shape."""
+    conv = Conv2d(in_channels, out_channels, 1, stride)
+    return Sequential(conv, BatchNorm2d(out_channels)) if batch_norm else Sequential(conv)
 
 
 def _record(responses, h):

@@ -66,6 +66,12 @@ class Module:
         for _, child in self.children():
             yield from child.modules()
 
+    def named_modules(self, prefix=""):
+        """(name, module) for this module ("") and every sub-module, e.g. "blocks.3.conv1"."""
+        yield prefix.rstrip("."), self
+        for key, child in self.children():
+            yield from child.named_modules(f"{prefix}{key}.")
+
     def named_parameters(self, prefix=""):
         for key, value in vars(self).items():
             if isinstance(value, Parameter):
@@ -171,6 +177,14 @@ class Linear(Module):
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
+
+
+class Identity(Module):
+    """Passes its input on unchanged: the place of a layer that a variant leaves out
+    (the CIFAR nets built with batch_norm=False have one where each batch norm was)."""
+
+    def forward(self, x):
+        return x
 
 
 class ReLU(Module):

@@ -6,7 +6,7 @@
 `train_or_reuse` looks into folder/name (default lessons/results/cpu-budget/<name>). When that
 folder holds a *finished* run with the same recipe, nothing is trained: the run is reused and
 the function says so. Otherwise it trains with `tinyresnet.train.run` (or resumes a stopped run
-of the same recipe from its checkpoint). The recipe is what tinyresnet.options.EXPERIMENT
+of the same recipe from its checkpoint). The recipe is what tinyresnet.run.recipe.EXPERIMENT
 lists (depth, plain/residual, shortcut, batch size, lr, momentum, weight decay, warm-up, subset,
 test subset, validation split, seed, and the length: epochs or iterations); the device, the
 data folder and the output folder are not part of it.
@@ -20,15 +20,17 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from tinyresnet import train as training
 from tinyresnet.data import load_cifar10, normalize, per_pixel_mean, subset
-from tinyresnet.options import EXPERIMENT, argv_for, parse_args
-from tinyresnet.plot import PlotError, plot_runs, read_config, read_log
-from tinyresnet.runfolder import duration
+from tinyresnet.plot import plot_runs
+from tinyresnet.run.checkpoint import load_checkpoint
+from tinyresnet.run.folder import CHECKPOINT, CONFIG, LOG, RunFolderError, read_config, read_log
+from tinyresnet.run.recipe import EXPERIMENT, Recipe
+from tinyresnet.run.report import duration
+from tinyresnet.train import DATA_SEED, run
 
 LESSONS = Path(__file__).resolve().parent
 RESULTS = LESSONS / "results"
-RUN_FILES = (training.CHECKPOINT, training.LOG, training.CONFIG)
+RUN_FILES = (CHECKPOINT, LOG, CONFIG)
 
 # The four nets of the paper's Fig. 6 that a CPU can train: name -> (depth, residual)
 NETS = {"plain20": (20, False), "plain56": (56, False), "resnet20": (20, True), "resnet56": (56, True)}
@@ -39,10 +41,9 @@ BUSY_SECONDS = 15 * 60
 
 
 def recipe(options):
-    """The options of tinyresnet.train.run() that define an experiment, defaults filled in
-    by the command line's own parser (so a recipe here is exactly what a run would record)."""
-    args = vars(parse_args(argv_for(**options)))
-    return {k: args[k] for k in EXPERIMENT}
+    """The options of tinyresnet.train.run() that define an experiment, with the defaults a run
+    fills in (so a recipe here is exactly what a run would record)."""
+    return Recipe(**options).resolved().experiment()
 
 
 def saved_recipe(run_dir):
@@ -58,7 +59,7 @@ def progress(run_dir):
     total = read_config(run_dir).get("total_iterations")
     try:
         log = read_log(run_dir)
-    except PlotError:
+    except RunFolderError:
         return 0, total
     done = int(log["iteration"][-1]) if len(log["iteration"]) else 0
     return done, total
@@ -95,7 +96,7 @@ def train_or_reuse(name, folder=RESULTS / "cpu-budget", force=False, require_che
             (run_dir / f).unlink(missing_ok=True)
         print(f"{name}: force=True, deleted the old run files in {run_dir}")
     saved = saved_recipe(run_dir)
-    has_checkpoint = (run_dir / training.CHECKPOINT).is_file()
+    has_checkpoint = (run_dir / CHECKPOINT).is_file()
     if saved is not None and saved != wanted:
         raise ValueError(f"{run_dir} holds a run with another recipe ({_differences(wanted, saved)}); "
                          "pass force=True to replace it, or another folder")
@@ -122,7 +123,7 @@ def train_or_reuse(name, folder=RESULTS / "cpu-budget", force=False, require_che
     else:
         print(f"{name}: training into {_short(run_dir)}")
     options.setdefault("quiet", True)
-    training.run(**options)
+    run(**options)
     return run_dir
 
 
@@ -157,7 +158,7 @@ def describe(run_dir):
         wall = read_log(run_dir)["wall_time"]
         length = f"{done} of {total} iterations" + ("" if done == total else "  (NOT FINISHED)")
         lines.append(f"  length  : {length}; wall time {duration(wall[-1]) if len(wall) else '?'}")
-    except PlotError:
+    except RunFolderError:
         lines.append("  length  : no log rows yet")
     for resumed in config.get("resumed", []):
         lines.append(f"  resumed : at iteration {resumed.get('iteration')} with {resumed.get('command')}")
@@ -185,14 +186,13 @@ def test_images(count, run_dir=None, data_dir=None):
     x_train, y_train, x_test, y_test = load_cifar10(data_dir)
     n = read_config(run_dir).get("args", {}).get("subset") if run_dir is not None else None
     if n:
-        x_train, y_train = subset(x_train, y_train, n, seed=training.DATA_SEED)
+        x_train, y_train = subset(x_train, y_train, n, seed=DATA_SEED)
     return normalize(x_test[:count], per_pixel_mean(x_train)), y_test[:count]
 
 
 def checkpoint_state(run_dir):
     """(model state dict, iteration, total) from run_dir/checkpoint.npz, or None if there is none."""
-    from tinyresnet.checkpoint import load_checkpoint
-    path = Path(run_dir) / training.CHECKPOINT
+    path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         return None
     ckpt = load_checkpoint(path)

@@ -6,7 +6,7 @@ import pytest
 
 from tinyresnet import Tensor, nn
 from tinyresnet.device import to_device
-from tinyresnet.optim import SGD, StepDecay, Warmup
+from tinyresnet.optim import SGD, StepDecay, Warmup, paper_schedule
 
 pytestmark = pytest.mark.optim
 
@@ -211,3 +211,36 @@ def test_step_decay_state_dict_round_trip():
     lr = StepDecay(0.1, [10])
     lr.load_state_dict(lr.state_dict())
     assert lr(9) == pytest.approx(0.1) and lr(10) == pytest.approx(0.01)
+
+
+def test_sgd_follows_its_schedule(rng):
+    """SGD(lr=schedule) asks the schedule before every step; lr is then the last step's rate."""
+    p = nn.Parameter(np.ones(1, dtype=np.float32))
+    opt = SGD([p], lr=StepDecay(1.0, [2]), momentum=0.0, weight_decay=0.0)
+    moves = []
+    for _ in range(3):
+        before = host(p).copy()
+        p.grad = np.ones(1, dtype=np.float32)
+        opt.step()
+        moves.append(float((before - host(p))[0]))
+    assert moves == pytest.approx([1.0, 1.0, 0.1]), "the steps should use lr 1, 1, then 0.1 after iteration 2"
+    assert opt.steps == 3 and opt.lr == pytest.approx(0.1)
+
+
+def test_sgd_state_carries_the_step_count_and_the_warmup():
+    p = nn.Parameter(np.ones(1, dtype=np.float32))
+    opt = SGD([p], lr=Warmup(StepDecay(0.1, [5])))
+    opt.schedule.observe(0.5)
+    p.grad = np.ones(1, dtype=np.float32)
+    opt.step()
+    again = SGD([nn.Parameter(np.ones(1, dtype=np.float32))], lr=Warmup(StepDecay(0.1, [5])))
+    again.load_state_dict(pickle.loads(pickle.dumps(opt.state_dict())))
+    assert again.steps == 1 and again.schedule.done, "the resumed optimizer lost its step count or warm-up"
+
+
+def test_paper_schedule_drops_at_half_and_three_quarters_and_says_so():
+    schedule = paper_schedule(0.1, 64000)
+    assert schedule.milestones == [32000, 48000]
+    assert str(schedule) == "lr 0.1, /10 at iterations 32000 and 48000"
+    assert str(paper_schedule(0.1, 195, warmup=True)) == ("lr 0.1, /10 at iterations 97 and 146; "
+                                                          "warm-up at 0.01 until training error < 80%")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tinyresnet import plot
-from tinyresnet.plot import PlotError, plot_runs, read_log
+from tinyresnet.plot import plot_runs
+from tinyresnet.run.folder import RunFolderError, read_log
 
 pytestmark = pytest.mark.plot
 
@@ -91,7 +92,7 @@ def test_cli_writes_a_png(runs, tmp_path):
 def test_missing_log_is_a_clear_error(runs, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(PlotError, match=r"log\.csv: no such file"):
+    with pytest.raises(RunFolderError, match=r"log\.csv: no such file"):
         read_log(empty)
     with pytest.raises(SystemExit) as e:
         plot.main([str(runs[0]), str(empty), "-o", str(tmp_path / "x.png")])
@@ -103,5 +104,5 @@ def test_missing_log_is_a_clear_error(runs, tmp_path, capsys):
 
 def test_not_a_log(tmp_path):
     (tmp_path / "log.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(PlotError, match="not a training log"):
+    with pytest.raises(RunFolderError, match="not a training log"):
         read_log(tmp_path)

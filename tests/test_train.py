@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from cifar_fixture import write_fake_cifar
-from tinyresnet import checkpoint as ckpt_module
-from tinyresnet import functional, is_grad_enabled
-from tinyresnet import train
-from tinyresnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tinyresnet import functional, is_grad_enabled, optim, train
+from tinyresnet.run import checkpoint as ckpt_module
+from tinyresnet.run import folder
+from tinyresnet.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tinyresnet.device import gpu_available
 
 pytestmark = pytest.mark.train
@@ -47,7 +47,7 @@ def read_often(mp):
     these short runs, and end the warm-up at the first read (the error is always < 101%), so
     that its state matters when resuming."""
     mp.setattr(train, "READ_EVERY", 2)
-    mp.setattr(train, "WARMUP_UNTIL", 1.01)
+    mp.setattr(optim, "WARMUP_UNTIL", 1.01)
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +66,7 @@ RECIPE = ("--epochs", "2", "--warmup")  # 6 steps, LR drops at 3 and 4
 def log_rows(out, keep_time=False):
     with open(Path(out) / "log.csv", newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == list(train.LOG_COLUMNS)
+    assert rows[0] == list(folder.LOG_COLUMNS)
     return [r if keep_time else r[:-1] for r in rows[1:]]
 
 
@@ -163,8 +163,8 @@ def test_run_api_matches_the_command_line(fake, tmp_path):
     assert summary["label"] == "plain-8" and Path(summary["log"]).is_file()
     config = json.loads((tmp_path / "plain" / "config.json").read_text())
     assert config["args"]["residual"] is False and "--plain" in config["command"]
-    # train() takes command-line words too; resuming a finished run trains nothing more
-    assert train.train(["--out", str(tmp_path / "plain"), "--resume", "--quiet"])["iterations"] == 2
+    # resuming takes the options not given from the checkpoint; a finished run trains nothing more
+    assert train.run(out=tmp_path / "plain", resume=True, quiet=True)["iterations"] == 2
 
 
 def test_val_split_is_used_as_the_test_columns(fake, tmp_path, monkeypatch, capsys):

@@ -1,8 +1,14 @@
-"""Stochastic gradient descent with momentum and weight decay, and LR schedules."""
+"""Stochastic gradient descent with momentum and weight decay, and LR schedules.
+
+A schedule maps the step count to a learning rate; SGD takes one as its `lr`, counts
+its steps and asks the schedule before each one. `paper_schedule` is the paper's rule.
+"""
 import numpy as np
 
 from .autograd import no_grad
 from .device import device_of, to_device
+
+WARMUP_LR, WARMUP_UNTIL = 0.01, 0.80   # the paper's ResNet-110 warm-up
 
 
 class SGD:
@@ -11,20 +17,29 @@ class SGD:
         g = grad + weight_decay * w          (L2 regularization added to the gradient)
         v = momentum * v + g
         w = w - lr * v
+
+    lr is a number, or a schedule (StepDecay, Warmup: step count -> learning rate) that
+    step() asks before every step. `steps` counts the steps taken; `lr` is the rate of
+    the last one (with a plain number, set it to change the rate of the next steps).
     """
 
     def __init__(self, params, lr=0.1, momentum=0.9, weight_decay=1e-4):
         self.params = list(params)
         if not self.params:
             raise ValueError("SGD got no parameters to optimize")
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.schedule = lr if callable(lr) else None
+        self.lr = lr(0) if callable(lr) else lr
+        self.momentum, self.weight_decay = momentum, weight_decay
         self.velocity = [None] * len(self.params)
+        self.steps = 0
 
     def zero_grad(self):
         for p in self.params:
             p.grad = None
 
     def step(self):
+        if self.schedule is not None:
+            self.lr = self.schedule(self.steps)
         with no_grad():
             for i, p in enumerate(self.params):
                 if p.grad is None:
@@ -36,9 +51,12 @@ class SGD:
                     self.velocity[i] *= self.momentum
                     self.velocity[i] += g
                 p.data -= self.lr * self.velocity[i]
+        self.steps += 1
 
     def state_dict(self):
         return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
+                "steps": self.steps,
+                "schedule": None if self.schedule is None else self.schedule.state_dict(),
                 "velocity": [None if v is None else to_device(v, "cpu").copy() for v in self.velocity]}
 
     def load_state_dict(self, state):
@@ -46,8 +64,19 @@ class SGD:
             raise ValueError(f"optimizer state has {len(state['velocity'])} buffers, "
                              f"this optimizer has {len(self.params)} parameters")
         self.lr, self.momentum, self.weight_decay = state["lr"], state["momentum"], state["weight_decay"]
+        self.steps = state["steps"]
+        if self.schedule is not None:
+            self.schedule.load_state_dict(state["schedule"])
         self.velocity = [None if v is None else to_device(np.array(v, dtype=p.dtype), device_of(p.data))
                          for v, p in zip(state["velocity"], self.params)]
+
+
+def paper_schedule(lr, total, warmup=False):
+    """The paper's rule for a run of `total` iterations: lr, divided by 10 at 50% and at 75%
+    of the run (its 32k and 48k of 64k); with warmup, the
+    ResNet-110 warm-up in front (Warmup)."""
+    schedule = StepDecay(lr, [total // 2, total * 3 // 4])
+    return Warmup(schedule, WARMUP_LR, WARMUP_UNTIL) if warmup else schedule
 
 
 class StepDecay:
@@ -61,6 +90,18 @@ class StepDecay:
 
     def __call__(self, iteration):
         return self.base_lr * self.gamma ** sum(iteration >= m for m in self.milestones)
+
+    def observe(self, train_error):
+        """A step schedule does not depend on the error (see Warmup); False: nothing changed."""
+        return False
+
+    def __str__(self):
+        """How a run states its schedule: 'lr 0.1, /10 at iterations 32000 and 48000'."""
+        if not self.milestones:
+            return f"lr {self.base_lr:g}"
+        drop = "/10" if self.gamma == 0.1 else f"x{self.gamma:g}"
+        at = " and ".join(map(str, self.milestones))
+        return f"lr {self.base_lr:g}, {drop} at iteration{'s' * (len(self.milestones) > 1)} {at}"
 
     def state_dict(self):
         return {}
@@ -77,15 +118,21 @@ class Warmup:
     Call `observe(train_error)` as training goes; then the wrapped schedule takes over.
     """
 
-    def __init__(self, schedule, warmup_lr=0.01, until_error=0.80):
+    def __init__(self, schedule, warmup_lr=WARMUP_LR, until_error=WARMUP_UNTIL):
         self.schedule, self.warmup_lr, self.until_error = schedule, warmup_lr, until_error
         self.done = False
 
     def observe(self, train_error):
-        self.done = self.done or train_error < self.until_error
+        """Feed the training error; True when this observation ends the warm-up."""
+        ends = not self.done and train_error < self.until_error
+        self.done = self.done or ends
+        return ends
 
     def __call__(self, iteration):
         return self.schedule(iteration) if self.done else self.warmup_lr
+
+    def __str__(self):
+        return f"{self.schedule}; warm-up at {self.warmup_lr:g} until training error < {self.until_error:.0%}"
 
     def state_dict(self):
         return {"done": self.done}

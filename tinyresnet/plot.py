@@ -6,69 +6,25 @@
 Each run is one colour: its training error dashed, its test error bold, in
 percent, against iterations (in units of 1e4, as in the paper, once a run is
 that long). The legend names runs as the paper does (plain-20, ResNet-56),
-from each run's config.json.
+from each run's config.json. Reading the runs is tinyresnet.run.folder's job;
+this module only draws.
 
 In Python (a notebook): `fig = plot_runs(["runs/resnet20", "runs/plain20"])`.
 """
 import argparse
-import csv
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-COLUMNS = ("iteration", "epoch", "lr", "train_loss", "train_error",
-           "test_loss", "test_error", "wall_time")
+from .run.folder import RunFolderError, label_of, read_config, read_log
+
 LONG_RUN = 10_000  # iterations from which the x axis counts in units of 1e4
 FEW_POINTS = 30    # runs with fewer log rows get a dot at each row
 
 
 class PlotError(Exception):
-    """A run folder that cannot be plotted, explained in one line."""
-
-
-def read_log(run_dir):
-    """The columns of run_dir/log.csv as NumPy arrays: {"iteration": ..., "test_error": ...}.
-
-    Errors are in percent, as train.py writes them. run_dir may also be the log.csv itself.
-    """
-    path = Path(run_dir)
-    if path.is_dir() or not path.suffix:
-        path = path / "log.csv"
-    if not path.is_file():
-        raise PlotError(f"{path}: no such file; is {path.parent} a run folder written by tinyresnet.train?")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows or any(c not in rows[0] for c in ("iteration", "train_error", "test_error")):
-        raise PlotError(f"{path}: not a training log (its header should be {','.join(COLUMNS)})")
-    header, body = rows[0], [r for r in rows[1:] if r]
-    try:
-        return {name: np.array([float(r[i]) for r in body]) for i, name in enumerate(header)}
-    except (ValueError, IndexError) as e:
-        raise PlotError(f"{path}: a row cannot be read ({e})") from None
-
-
-def read_config(run_dir):
-    """run_dir/config.json as a dict ({} if there is none)."""
-    path = Path(run_dir)
-    path = (path.parent if path.suffix == ".csv" else path) / "config.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def run_label(run_dir):
-    """The paper's name of a run: "ResNet-56", "plain-20"; the folder name if unknown."""
-    config = read_config(run_dir)
-    if "label" in config:
-        return config["label"]
-    args = config.get("args", {})
-    if "depth" in args:
-        return f"{'ResNet' if args.get('residual', True) else 'plain'}-{args['depth']}"
-    path = Path(run_dir)
-    return (path.parent if path.suffix == ".csv" else path).name
+    """Runs that cannot be plotted together, explained in one line."""
 
 
 def plot_runs(run_dirs, ax=None, labels=None, title=None, ylim=None):
@@ -89,7 +45,7 @@ def plot_runs(run_dirs, ax=None, labels=None, title=None, ylim=None):
     if not run_dirs:
         raise PlotError("no run folders to plot")
     logs = [read_log(d) for d in run_dirs]
-    labels = list(labels) if labels is not None else [run_label(d) for d in run_dirs]
+    labels = list(labels) if labels is not None else [label_of(d) for d in run_dirs]
     if len(labels) != len(run_dirs):
         raise PlotError(f"{len(labels)} labels for {len(run_dirs)} runs")
     if ax is None:
@@ -144,7 +100,7 @@ def main(argv=None):
         fig = plot_runs(args.runs, labels=args.labels, title=args.title,
                         ylim=(0, args.ymax) if args.ymax else None)
         fig.savefig(args.output, dpi=150)
-    except (PlotError, OSError, ValueError) as e:
+    except (PlotError, RunFolderError, OSError, ValueError) as e:
         print(f"tinyresnet.plot: error: {e}", file=sys.stderr)
         raise SystemExit(2)
     print(f"wrote {args.output}")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .device import device_of, to_device
+from ..device import device_of, to_device
 
 FORMAT = "tinyresnet-checkpoint-1"
 META = "__meta__"      # the .npz entry holding the JSON document

@@ -1,0 +1,98 @@
+"""What a run tells its user: its first lines, a line per epoch, its summary, and its exit status.
+
+Exit status of `python -m tinyresnet.train`: 0 done; 2 bad option or data (one line on
+stderr); 1 the loss became NaN/inf (the last good checkpoint is kept), or a file could not
+be written; 130 stopped by Ctrl-C.
+"""
+import contextlib
+import math
+import sys
+import time
+
+from ..data import DataError
+from ..device import DeviceError
+from .checkpoint import CheckpointError
+from .folder import CHECKPOINT, CONFIG, LOG, LOG_COLUMNS
+from .recipe import VAL_SIZE, UsageError
+from .stops import Diverged, Interrupted
+
+
+def introduction(state):
+    r = state.recipe
+    lines = [f"{state.model!r} on {r.device}; {len(state.train_loader.x)} training images, "
+             f"batch {r.batch_size}, {state.batches_per_epoch} batches per epoch",
+             f"{state.total} iterations ({state.total / state.batches_per_epoch:.4g} epochs); "
+             f"{state.opt.schedule}"]
+    if r.val_split:
+        lines.append(f"--val-split: {VAL_SIZE} training images held out; the test_* columns "
+                     "are measured on them, not on the test set")
+    if state.iteration:
+        lines.append(f"resuming at iteration {state.iteration} (epoch {state.epoch})")
+    lines.append(f"writing to {state.out}/")
+    return "\n".join(lines)
+
+
+def epoch_line(state, row):
+    return (f"epoch {row['epoch']:g}  iter {row['iteration']}  lr {row['lr']:g}  "
+            f"train loss {row['train_loss']:.4f} err {row['train_error']:.2f}%  "
+            f"{state.test_set} loss {row['test_loss']:.4f} err {row['test_error']:.2f}%  "
+            f"[{duration(row['wall_time'])}]")
+
+
+def summarize(state):
+    """The run's results as a dict: final and best errors (in percent), time, speed, paths."""
+    rows, r = state.rows, state.recipe
+    last = rows[-1] if rows else {k: math.nan for k in LOG_COLUMNS}
+    best = min(rows, key=lambda row: row["test_error"]) if rows else last
+    train_seconds = time.perf_counter() - state.started - state.eval_seconds
+    images = (state.iteration - state.first_iteration) * r.batch_size
+    return {
+        "name": r.name, "label": r.label, "device": r.device, "test_set": state.test_set,
+        "iterations": state.iteration, "epochs": state.iteration / state.batches_per_epoch,
+        "train_loss": last["train_loss"], "train_error": last["train_error"],
+        "test_loss": last["test_loss"], "test_error": last["test_error"],
+        "best_test_error": best["test_error"], "best_iteration": best["iteration"],
+        "wall_time": state.wall_time(),
+        "images_per_second": images / train_seconds if images else math.nan,
+        "out": str(state.out), "log": str(state.out / LOG),
+        "checkpoint": str(state.out / CHECKPOINT), "config": str(state.out / CONFIG),
+    }
+
+
+def summary_text(s):
+    return (f"{s['label']}: {s['iterations']} iterations ({s['epochs']:.4g} epochs), "
+            f"wall time {duration(s['wall_time'])}\n"
+            f"  final: train error {s['train_error']:.2f}%, {s['test_set']} error {s['test_error']:.2f}%; "
+            f"best {s['test_set']} error {s['best_test_error']:.2f}% at iteration {s['best_iteration']}\n"
+            f"  {s['images_per_second']:.0f} images/s training on {s['device']} (this session); "
+            f"log: {s['log']}")
+
+
+def duration(seconds):
+    """3725.2 -> '1h02m05s', 65 -> '1m05s'."""
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+@contextlib.contextmanager
+def exit_status():
+    """Around the command line: a known failure becomes one line on stderr and its exit status."""
+    try:
+        yield
+    except (UsageError, DataError, DeviceError, CheckpointError) as e:
+        _exit(f"error: {e}", 2)
+    except Diverged as e:
+        _exit(f"diverged: {e}", e.status)
+    except Interrupted as e:
+        _exit(f"interrupted: {e}", e.status)
+    except KeyboardInterrupt:
+        _exit("interrupted", 130)
+    except OSError as e:  # e.g. --out cannot be written
+        _exit(f"error: {e}", 1)
+
+
+def _exit(message, status):
+    sys.stdout.flush()
+    print(f"tinyresnet.train: {message}", file=sys.stderr)
+    raise SystemExit(status)

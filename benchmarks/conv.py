@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tinyresnet import Tensor  # noqa: E402
 from tinyresnet.device import DeviceError, xp_for
 from tinyresnet.functional import conv2d
-from tinyresnet.im2col import channels_last_zeros  # noqa: E402
+from tinyresnet.device import channels_last_zeros  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 SHAPES = ((16, 32), (32, 16), (64, 8))

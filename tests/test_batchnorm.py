@@ -44,6 +44,28 @@ def test_backward_training(shape, xp, rng):
               name=f"batch_norm training {shape}")
 
 
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_channels_last_input_gives_the_same_numbers(training, xp, rng):
+    """The nets store activations channels-last, where batch norm takes a faster path (per-channel
+    vectors tiled along long rows of memory); it must agree with the plain (N, C, H, W) path that
+    the gradient checks above see."""
+    from tinyresnet.device import channels_last_zeros
+    x, gamma, beta = inputs(xp, rng, (8, 4, 4, 4))
+    x_cl = channels_last_zeros(xp, x.shape, x.dtype)
+    x_cl[...] = x
+    g = xp.asarray(rng.standard_normal(x.shape))
+    results = []
+    for data in (xp.ascontiguousarray(x), x_cl):
+        xt, gt, bt = Tensor(data, requires_grad=True), Tensor(gamma, requires_grad=True), Tensor(beta, requires_grad=True)
+        mean, var = running_stats(xp, np.random.default_rng(1), 4)
+        out = batch_norm(xt, gt, bt, mean, var, training=training)
+        out.backward(g)
+        results.append([host(out), host(xt.grad), host(gt.grad), host(bt.grad), host(mean), host(var)])
+    for what, plain, fast in zip(["output", "dx", "dgamma", "dbeta", "running mean", "running var"], *results):
+        np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12,
+                                   err_msg=f"batch_norm {what} differs between a channels-last and a plain input")
+
+
 def test_backward_eval(xp, rng):
     x, gamma, beta = inputs(xp, rng)
     mean, var = running_stats(xp, rng, 3)

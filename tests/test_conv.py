@@ -1,14 +1,15 @@
 """Lesson 2: convolution as im2col plus one matrix product.
 
-The fast conv2d is checked against a slow, obviously-correct loop, its backward
-pass with gradcheck, im2col/col2im against each other (col2im must be the
-adjoint of im2col), and everything against PyTorch when it is installed.
+conv2d is checked against a slow, obviously-correct loop, its backward pass
+with gradcheck, im2col/col2im against each other (col2im must be the adjoint
+of im2col), the CPU's fast path (fastconv.py) against the definitions in
+conv.py, and everything against PyTorch when it is installed.
 """
 import numpy as np
 import pytest
 
 from tinyresnet import Tensor, gradcheck
-from tinyresnet.conv import input_grad
+from tinyresnet import conv, fastconv
 from tinyresnet.device import to_device
 from tinyresnet.functional import conv2d
 from tinyresnet.im2col import col2im, im2col, output_size
@@ -95,22 +96,46 @@ def test_backward(cfg, xp, rng):
               name=f"conv2d {config_id(cfg)}")
 
 
+@pytest.fixture(params=["one chunk", "a chunk per image"])
+def chunking(request, monkeypatch):
+    """fastconv's chunks: the whole (tiny) batch in one, or one image each (then they run on threads)."""
+    if request.param == "a chunk per image":
+        monkeypatch.setattr(fastconv, "ROWS", 1)
+    return request.param
+
+
+@pytest.mark.parametrize("part", ["forward", "weight_grad", "input_grad"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=config_id)
-def test_input_grad_is_col2im_of_the_product(cfg, xp, rng):
-    """input_grad's shortcut (stride 1: correlate g with the flipped kernel) must equal the
-    definition, dx = col2im(g2 @ w2ᵀ), on every shape, strided or not."""
+def test_fast_path_equals_the_definition(cfg, part, chunking, rng):
+    """fastconv (the CPU's chunked, threaded, flipped-kernel versions) must give the numbers of
+    conv.py's definitions: out = cols @ w2, dw2 = colsᵀ @ g2, dx = col2im(g2 @ w2ᵀ)."""
     x_shape, w_shape, stride, padding = cfg
     k, c, r, s = w_shape
-    w = xp.asarray(rng.standard_normal(w_shape))
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     ho, wo = output_size(x_shape[2], r, stride, padding), output_size(x_shape[3], s, stride, padding)
-    g = xp.asarray(rng.standard_normal((x_shape[0], k, ho, wo)))
-    g2 = g.transpose(0, 2, 3, 1).reshape(-1, k)
-    w2 = w.transpose(2, 3, 1, 0).reshape(r * s * c, k)
-    expected = col2im(g2 @ w2.T, x_shape, (r, s), stride, padding)
-    np.testing.assert_allclose(host(input_grad(g, w, x_shape, stride, padding)), host(expected),
-                               rtol=1e-10, atol=1e-10,
-                               err_msg=f"conv2d's dx for {config_id(cfg)} differs from col2im(g2 @ w2.T); "
-                                       "for stride 1 it is g correlated with w flipped, channels swapped")
+    g = rng.standard_normal((x_shape[0], k, ho, wo))
+    args = {"forward": (x, w, stride, padding), "weight_grad": (x, g, w_shape, stride, padding),
+            "input_grad": (g, w, x_shape, stride, padding)}[part]
+    fast = dict(zip(["forward", "weight_grad", "input_grad"], fastconv.ALGORITHM))[part]
+    definition = getattr(conv, f"{part}_definition")
+    np.testing.assert_allclose(fast(*args), definition(*args), rtol=1e-10, atol=1e-10,
+                               err_msg=f"fastconv.{part} differs from conv.{part}_definition for "
+                                       f"{config_id(cfg)} ({chunking})")
+
+
+def test_cpu_runs_the_fast_path_and_a_gpu_the_definitions():
+    assert conv.algorithm(np) == fastconv.ALGORITHM
+    assert conv.algorithm(object()) == conv.DEFINITION  # any other array module (CuPy)
+
+
+def test_float32_stays_float32_on_the_fast_path(rng):
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    for part, out in [("forward", fastconv.forward(x, w, 1, 1)),
+                      ("weight_grad", fastconv.weight_grad(x, g, w.shape, 1, 1)),
+                      ("input_grad", fastconv.input_grad(g, w, x.shape, 1, 1))]:
+        assert out.dtype == np.float32, f"fastconv.{part} returned {out.dtype} for float32 inputs"
 
 
 def test_pixels_no_window_reaches_get_zero_gradient(xp, rng):

@@ -280,9 +280,10 @@ class Tensor:
         return self.sum(axis=axis, keepdims=keepdims) * (1.0 / count)
 
     def relu(self):
-        out = xp_of(self.data).maximum(self.data, 0)
-        slope = xp_of(out).sign(out)  # relu'(x) is 1 where the output is positive, else 0
-        return Tensor.from_op(out, (self,), lambda g: (g * slope,), "relu")
+        """max(x, 0); relu'(x) is 1 where the output is positive, else 0."""
+        xp = xp_of(self.data)
+        out = xp.maximum(self.data, 0)
+        return Tensor.from_op(out, (self,), lambda g: (xp.multiply(g, out > 0),), "relu")
 
     def __getitem__(self, index):
         """Basic slicing, e.g. x[:, :, ::2, ::2]; the gradient lands back in place."""

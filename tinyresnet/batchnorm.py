@@ -1,4 +1,6 @@
 """Batch normalization (Ioffe & Szegedy 2015) with its closed-form backward pass."""
+import math
+
 from .autograd import Tensor
 from .device import same_device, xp_of
 
@@ -19,47 +21,94 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training,
     if training and m < 2:
         raise ValueError(f"batch_norm in training mode needs more than one value per channel, "
                          f"got input of shape {x.shape}")
-    mean = _channel_sum(xp, x.data) / m if training else running_mean
-    centered = x.data - _bc(mean)
-    var = _channel_dot(xp, centered, centered) / m if training else running_var
-    inv_std = 1 / xp.sqrt(var + eps)
-    scale = gamma.data * inv_std  # gamma * xhat == scale * centered: one multiply, not two
-    out = centered * _bc(scale)
-    out += _bc(beta.data)
     if training:
+        mean = _channel_sum(xp, x.data) / m
+        centered = _scale_shift(xp, x.data, 1, -mean)      # x - mean, kept for the backward pass
+        var = _channel_dot(xp, centered, centered) / m
+        inv_std = 1 / xp.sqrt(var + eps)
+        scale = gamma.data * inv_std  # gamma * xhat == scale * centered: one multiply, not two
+        out = _scale_shift(xp, centered, scale, beta.data)  # centered * scale + beta
         running_mean *= 1 - momentum
         running_mean += momentum * mean
         running_var *= 1 - momentum
         running_var += momentum * var * (m / (m - 1))
+    else:  # a fixed per-channel affine map: one pass, x * scale + (beta - mean * scale)
+        mean, centered = running_mean, None
+        inv_std = 1 / xp.sqrt(running_var + eps)
+        scale = gamma.data * inv_std
+        out = _scale_shift(xp, x.data, scale, beta.data - mean * scale)
 
     def backward(g):
+        c = centered if training else _scale_shift(xp, x.data, 1, -mean)  # x - mean
         dbeta = _channel_sum(xp, g)
-        dgamma = _channel_dot(xp, g, centered) * inv_std  # sum of g * xhat
+        dgamma = _channel_dot(xp, g, c) * inv_std  # sum of g * xhat
         if not x.requires_grad:
             return None, dgamma, dbeta
         if not training:
-            return g * _bc(scale), dgamma, dbeta
+            return _scale_shift(xp, g, scale, 0), dgamma, dbeta
         # dx = gamma/std * (g - mean(g) - xhat * mean(g * xhat)): the last two terms are
         # the paths through the batch mean and variance, which depend on every x
-        dx = centered * _bc(-dgamma * inv_std / m)
-        dx += _bc(-dbeta / m)
+        dx = _scale_shift(xp, c, -dgamma * inv_std / m, -dbeta / m)
         dx += g
-        dx *= _bc(scale)
-        return dx, dgamma, dbeta
+        return _scale_shift(xp, dx, scale, 0, out=dx), dgamma, dbeta
     return Tensor.from_op(out, (x, gamma, beta), backward, "batch_norm")
 
 
+# Per-channel arithmetic. Activations are stored channels-last (see device.py), so in memory a
+# channel's values recur every C floats. Viewed as rows of T floats (T a multiple of C, up to
+# ROW), a per-channel vector tiled T/C times lines up with every row: NumPy's inner loops then
+# run over T floats instead of C (16 at the first stage), which is up to 3x faster here. Arrays
+# stored any other way take the plain broadcasting path; both give the same numbers.
+ROW = 1024
+
+
 def _channel_sum(xp, a):
-    """sum over N, H, W per channel: (N, C, H, W) -> (C,). einsum is ~3x faster than
-    a.sum(axis=(0, 2, 3)) when channels are last in memory."""
-    return xp.einsum("nchw->c", a)
+    """sum over N, H, W per channel: (N, C, H, W) -> (C,)."""
+    rows = _rows(a)
+    if rows is None:
+        return xp.einsum("nchw->c", a)
+    return xp.einsum("rt->t", rows).reshape(-1, a.shape[1]).sum(axis=0)
 
 
 def _channel_dot(xp, a, b):
     """sum over N, H, W of a * b, per channel: (N, C, H, W) x2 -> (C,), without a temporary."""
-    return xp.einsum("nchw,nchw->c", a, b)
+    ra, rb = _rows(a), _rows(b)
+    if ra is None or rb is None:
+        return xp.einsum("nchw,nchw->c", a, b)
+    return xp.einsum("rt,rt->t", ra, rb).reshape(-1, a.shape[1]).sum(axis=0)
 
 
-def _bc(v):
-    """A per-channel vector (C,) shaped (1, C, 1, 1) to broadcast against (N, C, H, W)."""
-    return v.reshape(1, -1, 1, 1)
+def _scale_shift(xp, a, scale, shift, out=None):
+    """a * scale + shift per channel: (N, C, H, W), with scale, shift: (C,) or numbers -> a new
+    array stored like a (or `out`, which may be a itself)."""
+    out = xp.empty_like(a) if out is None else out
+    rows, rows_out = _rows(a), _rows(out)
+    if rows is None or rows_out is None:
+        xp.multiply(a, _bc(xp, scale, a), out=out)
+        out += _bc(xp, shift, a)
+        return out
+    xp.multiply(rows, _tiled(xp, scale, a, rows), out=rows_out)
+    rows_out += _tiled(xp, shift, a, rows)
+    return out
+
+
+def _rows(a):
+    """a: (N, C, H, W) stored channels-last, as a 2-D view (pixels*C/T, T) of its memory; or None."""
+    n, c, h, w = a.shape
+    stored = a.transpose(0, 2, 3, 1)
+    if not stored.flags.c_contiguous:
+        return None
+    pixels_per_row = math.gcd(n * h * w, max(1, ROW // c))
+    return stored.reshape(-1, pixels_per_row * c)
+
+
+def _tiled(xp, v, a, rows):
+    """A per-channel vector (or a number) repeated along one row of _rows(a)."""
+    v = xp.asarray(v, dtype=a.dtype)
+    return v if v.ndim == 0 else xp.tile(v, rows.shape[1] // a.shape[1])
+
+
+def _bc(xp, v, a):
+    """A per-channel vector (C,) (or a number) shaped (1, C, 1, 1) to broadcast against a."""
+    v = xp.asarray(v, dtype=a.dtype)
+    return v if v.ndim == 0 else v.reshape(1, -1, 1, 1)

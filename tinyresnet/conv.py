@@ -1,55 +1,68 @@
-"""2-D convolution as im2col plus one matrix product."""
+"""2-D convolution as im2col plus one matrix product.
+
+With cols = im2col(x): (N*Ho*Wo, R*S*C), the kernel unfolded to w2: (R*S*C, K)
+and the upstream gradient as g2: (N*Ho*Wo, K):
+
+    forward:       out = cols @ w2
+    weight grad:   dw2 = colsᵀ @ g2
+    input grad:    dx  = col2im(g2 @ w2ᵀ)
+
+The three functions below are exactly these definitions. conv2d runs them on
+a GPU, where one big product keeps the device busy. On a CPU it runs
+`fastconv`'s versions, which compute the same numbers a few images at a time,
+in cache, on every core, and never keep cols (9x the input) for the backward
+pass; tests/test_conv.py checks that they equal the definitions.
+"""
+import numpy as np
+
+from . import fastconv
 from .autograd import Tensor
 from .device import same_device, xp_of
-from .im2col import col2im_of_product, im2col, output_size
+from .im2col import col2im, fold_kernel, im2col, output_size, unfold_grad, unfold_kernel
 
 
 def conv2d(x, w, stride=1, padding=0):
-    """Cross-correlate x: (N, C, H, W) with w: (K, C, R, S) -> (N, K, Ho, Wo).
-
-    Forward:  cols = im2col(x);  out = cols @ w2              with w2 = w unfolded to (R*S*C, K)
-    Backward: dw2 = colsᵀ @ g2;  dx = col2im(g2 @ w2ᵀ)        with g2 = g as (N*Ho*Wo, K)
-    (input_grad computes dx the fastest way it knows: see there).
-    """
+    """Cross-correlate x: (N, C, H, W) with w: (K, C, R, S) -> (N, K, Ho, Wo)."""
     same_device(x.data, w.data, op="conv2d")
     _check_shapes(x.shape, w.shape, stride, padding)
-    k, c, r, s = w.shape
-    out, cols = correlate(x.data, w.data, stride, padding)
+    forward, weight_grad, input_grad = algorithm(xp_of(x.data))
+    out = forward(x.data, w.data, stride, padding)
 
     def backward(g):
-        g2 = g.transpose(0, 2, 3, 1).reshape(-1, k)
-        dw = (cols.T @ g2).reshape(r, s, c, k).transpose(3, 2, 0, 1)
+        dw = weight_grad(x.data, g, w.shape, stride, padding)
         dx = input_grad(g, w.data, x.shape, stride, padding) if x.requires_grad else None
-        return dx, xp_of(dw).ascontiguousarray(dw)
+        return dx, dw
     return Tensor.from_op(out, (x, w), backward, "conv2d")
 
 
-def correlate(x, w, stride, padding):
-    """The forward arithmetic on plain arrays: out (N, K, Ho, Wo), and cols for the backward pass."""
+def forward_definition(x, w, stride, padding):
+    """out = im2col(x) @ w2, as (N, K, Ho, Wo) (laid out channels-last, as the product gives it)."""
     n, c, h, wid = x.shape
     k, _, r, s = w.shape
     ho, wo = output_size(h, r, stride, padding), output_size(wid, s, stride, padding)
-    cols = im2col(x, (r, s), stride, padding)
-    w2 = w.transpose(2, 3, 1, 0).reshape(r * s * c, k)
-    return (cols @ w2).reshape(n, ho, wo, k).transpose(0, 3, 1, 2), cols
+    out = im2col(x, (r, s), stride, padding) @ unfold_kernel(w)
+    return out.reshape(n, ho, wo, k).transpose(0, 3, 1, 2)
 
 
-def input_grad(g, w, x_shape, stride, padding):
-    """dLoss/dx of conv2d: g: (N, K, Ho, Wo), w: (K, C, R, S) -> (N, C, H, W); col2im(g2 @ w2ᵀ).
+def weight_grad_definition(x, g, w_shape, stride, padding):
+    """dw = im2col(x)ᵀ @ g2, folded back to the kernel's shape (K, C, R, S)."""
+    k, c, r, s = w_shape
+    dw2 = im2col(x, (r, s), stride, padding).T @ unfold_grad(g)
+    return fold_kernel(dw2, w_shape)
 
-    With stride 1 that sum is itself a convolution: input pixel (i, j) was seen
-    by output pixel (i - r + padding, j - s + padding) through w[:, :, r, s], so
-    dx is g, padded by R-1-padding, cross-correlated with w flipped in space and
-    with its two channel axes swapped. One im2col and one wide product then
-    replace R*S narrow products and strided additions: 27 -> 18 ms at
-    ResNet-CIFAR's largest layer, batch 128, 2-core CPU. Strided convs keep col2im.
-    """
-    r, s = w.shape[2:]
-    if stride == 1 and r == s and padding <= r - 1:
-        flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, K, R, S)
-        return correlate(g, flipped, 1, r - 1 - padding)[0]
-    g2 = g.transpose(0, 2, 3, 1).reshape(-1, w.shape[0])
-    return col2im_of_product(g2, w, x_shape, stride, padding)
+
+def input_grad_definition(g, w, x_shape, stride, padding):
+    """dx = col2im(g2 @ w2ᵀ): each patch's share of the gradient, added back where it came from."""
+    return col2im(unfold_grad(g) @ unfold_kernel(w).T, x_shape, w.shape[2:], stride, padding)
+
+
+DEFINITION = (forward_definition, weight_grad_definition, input_grad_definition)
+
+
+def algorithm(xp):
+    """(forward, weight_grad, input_grad) for arrays of module xp: the definitions, or on a CPU
+    fastconv's equal but faster versions. This is the one place that chooses."""
+    return fastconv.ALGORITHM if xp is np and fastconv.ENABLED else DEFINITION
 
 
 def _check_shapes(x_shape, w_shape, stride, padding):

@@ -78,3 +78,14 @@ def same_device(*arrays, op="op"):
         raise DeviceError(f"{op} got arrays on two devices ({' and '.join(sorted(devices))}); "
                           "move them together with .to('cpu') or .to('gpu')")
     return devices.pop()
+
+
+def channels_last_zeros(xp, shape, dtype):
+    """Zeros indexed as (N, C, H, W), laid out in memory as (N, H, W, C).
+
+    tinyresnet keeps every activation this way: a pixel's channels sit side by
+    side, which is what im2col's patch rows and the convolution's matrix
+    product want (see im2col.py).
+    """
+    n, c, h, w = shape
+    return xp.zeros((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)

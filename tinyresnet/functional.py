@@ -6,8 +6,8 @@ each); the small ops are built here, mostly from the autograd primitives.
 from .autograd import Tensor
 from .batchnorm import batch_norm
 from .conv import conv2d
-from .im2col import channels_last_zeros, output_size
-from .device import xp_of
+from .device import channels_last_zeros, xp_of
+from .im2col import output_size
 from .loss import cross_entropy
 
 __all__ = ["conv2d", "batch_norm", "cross_entropy", "relu", "linear",

@@ -1,12 +1,23 @@
-"""Fixtures shared by the tests.
+"""Fixtures and helpers shared by the tests.
 
 `device` runs a test once per device: "cpu" (NumPy) always, "gpu" (CuPy) only
 when a CUDA device is usable, so the same engine suite checks both backends.
+`host(a)` brings a Tensor's or an array's values to NumPy (`from conftest import host`).
+The lesson markers (`-m autograd`, ...) are registered from lessons/lesson_map.py.
 """
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from tinyresnet import Tensor
 from tinyresnet import device as devices
+
+LESSONS = Path(__file__).resolve().parents[1] / "lessons"
+sys.path.insert(0, str(LESSONS))   # as the notebooks do: `checks`, `solutions`, `lesson_map`, `experiments`
+
+from lesson_map import marker_descriptions  # noqa: E402 (needs the path above)
 
 NO_GPU = "no GPU: CuPy with a CUDA device is needed (pip install cupy-cuda12x)"
 NO_TORCH = "PyTorch not installed: comparison against PyTorch skipped"
@@ -47,3 +58,13 @@ def torch():
     torch = pytest.importorskip("torch", reason=NO_TORCH)
     torch.set_num_threads(1)  # small problems; do not compete for shared cores
     return torch
+
+
+def host(a):
+    """The values of a Tensor or an array (NumPy or CuPy) as a NumPy array."""
+    return devices.to_device(a.data if isinstance(a, Tensor) else a, "cpu")
+
+
+def pytest_configure(config):
+    for marker, description in marker_descriptions().items():
+        config.addinivalue_line("markers", f"{marker}: {description}")

@@ -1,4 +1,4 @@
-"""Lesson 1: reverse-mode automatic differentiation.
+"""Lesson 01: reverse-mode automatic differentiation.
 
 Every op's backward pass is checked with `gradcheck` (central differences in
 float64). The other tests pin down how the engine walks the graph: gradients

@@ -1,4 +1,4 @@
-"""Lesson 3: batch normalization.
+"""Lesson 03: batch normalization.
 
 In training mode each channel is normalized with the batch's own mean and
 variance, so every output depends on every input of the channel: the backward
@@ -9,16 +9,13 @@ import numpy as np
 import pytest
 
 from tinyresnet import GradcheckError, Tensor, gradcheck, nn
-from tinyresnet.device import to_device
 from tinyresnet.functional import batch_norm
+
+from conftest import host
 
 pytestmark = pytest.mark.batchnorm
 
 EPS = 1e-5
-
-
-def host(a):
-    return to_device(a.data if isinstance(a, Tensor) else a, "cpu")
 
 
 def inputs(xp, rng, shape=(4, 3, 2, 2)):

@@ -1,4 +1,4 @@
-"""Lesson 2: convolution as im2col plus one matrix product.
+"""Lesson 02: convolution as im2col plus one matrix product.
 
 conv2d is checked against a slow, obviously-correct loop, its backward pass
 with gradcheck, im2col/col2im against each other (col2im must be the adjoint
@@ -10,9 +10,10 @@ import pytest
 
 from tinyresnet import Tensor, gradcheck
 from tinyresnet import conv, fastconv
-from tinyresnet.device import to_device
 from tinyresnet.functional import conv2d
 from tinyresnet.im2col import col2im, im2col, output_size
+
+from conftest import host
 
 pytestmark = pytest.mark.conv
 
@@ -32,10 +33,6 @@ def reference_conv2d(x, w, stride, padding):
                     patch = xpad[b, :, i * stride:i * stride + r, j * stride:j * stride + s]
                     out[b, f, i, j] = (patch * w[f]).sum()
     return out
-
-
-def host(a):
-    return to_device(a.data if isinstance(a, Tensor) else a, "cpu")
 
 
 # (N, C, H, W), (K, C, R, S), stride, padding

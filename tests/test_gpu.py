@@ -18,14 +18,12 @@ cupy = pytest.importorskip("cupy")
 
 from tinyresnet import DeviceError, Tensor, nn  # noqa: E402
 from tinyresnet import functional as F  # noqa: E402
-from tinyresnet.device import device_of, to_device, xp_of  # noqa: E402
+from tinyresnet.device import device_of, xp_of  # noqa: E402
 from tinyresnet.optim import SGD  # noqa: E402
 
+from conftest import host  # noqa: E402
+
 pytestmark = pytest.mark.gpu
-
-
-def host(a):
-    return to_device(a.data if isinstance(a, Tensor) else a, "cpu")
 
 
 def assert_close(gpu, cpu, what, rtol=1e-4):

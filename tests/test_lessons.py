@@ -5,7 +5,7 @@ How a lesson is put together, and what is checked here:
 * A cell tagged "exercise" holds stub functions whose bodies only
   `raise NotImplementedError`; its metadata names the solution module,
   {"tags": ["exercise"], "solution": "autograd"} -> lessons/solutions/autograd.py.
-* A cell tagged "check" calls a function of lessons/checks.py that prints
+* A cell tagged "check" calls a function of lessons/checks/<topic>.py that prints
   "✓ PASSED ..." when the learner's functions are right.
 * A notebook that reads CIFAR-10 says so in its metadata: {"tinyresnet": {"needs_data": true}}.
 
@@ -102,7 +102,7 @@ def notebook_params():
 def test_first_lessons_are_there():
     missing = [name for name in FIRST_LESSONS if not (LESSONS / f"{name}.ipynb").exists()]
     assert not missing, f"lesson notebooks missing from lessons/: {missing}"
-    assert (LESSONS / "checks.py").is_file() and (SOLUTIONS / "README.md").is_file()
+    assert (LESSONS / "checks" / "harness.py").is_file() and (SOLUTIONS / "README.md").is_file()
 
 
 @pytest.mark.parametrize("path", notebook_params())

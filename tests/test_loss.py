@@ -1,16 +1,13 @@
-"""Lesson 4: softmax cross-entropy, computed stably, with gradient (softmax - onehot) / N."""
+"""Lesson 04: softmax cross-entropy, computed stably, with gradient (softmax - onehot) / N."""
 import numpy as np
 import pytest
 
 from tinyresnet import Tensor, gradcheck
-from tinyresnet.device import to_device
 from tinyresnet.functional import cross_entropy
 
+from conftest import host
+
 pytestmark = pytest.mark.loss
-
-
-def host(a):
-    return to_device(a.data if isinstance(a, Tensor) else a, "cpu")
 
 
 def by_hand(logits, labels):

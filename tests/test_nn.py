@@ -1,4 +1,4 @@
-"""Lesson 5: modules and the small functional ops of a CIFAR ResNet.
+"""Lesson 05: modules and the small functional ops of a CIFAR ResNet.
 
 A Module finds its parameters by looking at its attributes, saves and loads
 them by name, and initializes convolutions the way He et al. prescribe.
@@ -11,13 +11,11 @@ import pytest
 import tinyresnet
 from tinyresnet import Tensor, gradcheck, nn
 from tinyresnet import functional as F
-from tinyresnet.device import device_of, to_device
+from tinyresnet.device import device_of
+
+from conftest import host
 
 pytestmark = pytest.mark.nn
-
-
-def host(a):
-    return to_device(a.data if isinstance(a, Tensor) else a, "cpu")
 
 
 class Block(nn.Module):

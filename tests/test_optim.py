@@ -1,18 +1,15 @@
-"""Lesson 6: SGD with momentum and weight decay, and the paper's learning-rate schedules."""
+"""Lesson 04: SGD with momentum and weight decay, and the paper's learning-rate schedules."""
 import pickle
 
 import numpy as np
 import pytest
 
 from tinyresnet import Tensor, nn
-from tinyresnet.device import to_device
 from tinyresnet.optim import SGD, StepDecay, Warmup, paper_schedule
 
+from conftest import host
+
 pytestmark = pytest.mark.optim
-
-
-def host(a):
-    return to_device(a.data if isinstance(a, Tensor) else a, "cpu")
 
 
 def param(xp, values):

@@ -1,0 +1,158 @@
+"""The lesson map: which lesson teaches what, and which tests belong to it. One table, the rest derived.
+
+    lesson (notebook)  ->  pytest markers  ->  test files  ->  check module  ->  solutions
+
+Only LESSONS below is written by hand: each lesson's notebook, what it teaches, and the pytest
+markers of the library tests that go with it (with what those tests cover). Everything else is
+read from the files themselves:
+
+* the test files of a marker: the tests/test_*.py files that set `pytestmark` to it;
+* the check module: lessons/NN_topic.ipynb is checked by lessons/checks/topic.py;
+* the exercises: the cells tagged "exercise" in the notebook, with their "solution" module.
+
+tests/conftest.py registers the lesson markers with these descriptions (`pytest --markers`),
+and `python lessons/lesson_map.py` writes the tables of lessons/README.md and
+lessons/solutions/README.md; tests/test_lesson_map.py fails when any of them disagree.
+
+Adding a lesson: add it to LESSONS, then run `python lessons/lesson_map.py`.
+"""
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TESTS = ROOT / "tests"
+
+
+@dataclass(frozen=True)
+class Lesson:
+    notebook: str                                  # "01_autograd" for lessons/01_autograd.ipynb
+    teaches: str                                   # the "what you learn" column of lessons/README.md
+    markers: dict = field(default_factory=dict)    # pytest marker -> what its tests cover
+
+    @property
+    def number(self):
+        return self.notebook.split("_", 1)[0]
+
+    @property
+    def topic(self):
+        return self.notebook.split("_", 1)[1]
+
+    @property
+    def path(self):
+        return HERE / f"{self.notebook}.ipynb"
+
+    @property
+    def checks(self):
+        """The module of the lesson's check cells ("checks.autograd"), or None if it has none."""
+        return f"checks.{self.topic}" if (HERE / "checks" / f"{self.topic}.py").is_file() else None
+
+    def exercises(self):
+        """[(solution module, [function, ...]), ...] from the notebook's exercise cells, in order."""
+        found = {}
+        for cell in json.loads(self.path.read_text())["cells"]:
+            if cell["cell_type"] == "code" and "exercise" in cell["metadata"].get("tags", []):
+                source = "".join(cell["source"])
+                names = [n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)]
+                found.setdefault(cell["metadata"].get("solution", "?"), []).extend(names)
+        return list(found.items())
+
+
+LESSONS = (
+    Lesson("00_setup", "the kit, CPU or GPU, CIFAR-10: images, classes, mean image, augmentation",
+           {"device": "choosing NumPy (cpu) or CuPy (gpu), and the errors for unusable devices",
+            "data": "CIFAR-10 loading, normalization, augmentation and batching"}),
+    Lesson("01_autograd", "computational graphs, reverse mode, topological order, accumulation, "
+           "broadcasting, `gradcheck`",
+           {"autograd": "reverse-mode autodiff (Tensor, backward, broadcasting, no_grad)",
+            "gradcheck": "checking a backward pass against central differences"}),
+    Lesson("02_convolution_im2col", "convolution as loops, as im2col + one matrix product; col2im as the "
+           "adjoint; the channels-last layout and why it is faster; timings",
+           {"conv": "convolution as im2col + one matrix product"}),
+    Lesson("03_batch_norm", "batch norm forward, train vs eval, running statistics, the backward pass, "
+           "why gradient checks need a random upstream gradient",
+           {"batchnorm": "batch normalization (training and eval mode, running statistics)"}),
+    Lesson("04_training", "SGD, momentum, weight decay, the step schedule; train a ResNet-20 "
+           "with `train.run`",
+           {"loss": "softmax cross-entropy",
+            "optim": "SGD with momentum and weight decay, learning-rate schedules",
+            "train": "the training loop"}),
+    Lesson("05_plain_and_residual", "the basic block, the option-A shortcut, 6n+2 nets, parameter "
+           "counts against Table 6",
+           {"nn": "modules, parameters, initialization, state_dict, small functional ops",
+            "models": "the CIFAR ResNet architectures"}),
+    Lesson("06_degradation", "the paper's Fig. 1 and Fig. 6: plain against residual nets of 20 and 56 "
+           "layers, on a CPU budget (`results/cpu-budget/`) and a longer run (`results/full/`)",
+           {"plot": "training curves and figures"}),
+    Lesson("07_layer_responses", "the paper's Fig. 7: the standard deviation of each layer's response"),
+)
+
+
+def lesson_of_marker(marker):
+    return next((lesson for lesson in LESSONS if marker in lesson.markers), None)
+
+
+def marker_descriptions():
+    """{marker: "lesson 01 (01_autograd.ipynb): what its tests cover"} for every lesson marker."""
+    return {marker: f"lesson {lesson.number} ({lesson.notebook}.ipynb): {what}"
+            for lesson in LESSONS for marker, what in lesson.markers.items()}
+
+
+def markers_of_test_file(path):
+    """The markers a test file sets for all its tests: `pytestmark = pytest.mark.x` (or a list)."""
+    match = re.search(r"^pytestmark\s*=\s*(.+)$", Path(path).read_text(), flags=re.M)
+    return re.findall(r"pytest\.mark\.(\w+)", match.group(1)) if match else []
+
+
+def files_with_marker(marker):
+    """The tests/test_*.py files whose pytestmark includes `marker`."""
+    return [p.name for p in sorted(TESTS.glob("test_*.py")) if marker in markers_of_test_file(p)]
+
+
+# ------------------------------------------------------------------ the generated tables
+
+BEGIN, END = "<!-- lesson map: written by `python lessons/lesson_map.py` -->", "<!-- end of lesson map -->"
+
+
+def _code(names):
+    return ", ".join(f"`{n}`" for n in names) or "—"
+
+
+def lessons_table():
+    """The table of lessons/README.md."""
+    rows = ["| notebook | what you learn | you write | checked by | library tests |",
+            "|---|---|---|---|---|"]
+    for lesson in LESSONS:
+        written = [f for _, functions in lesson.exercises() for f in functions]
+        tests = [f"`-m {m}` ({', '.join(files_with_marker(m)) or 'no test file'})" for m in lesson.markers]
+        checks = f"`{lesson.checks.replace('.', '/')}.py`" if lesson.checks else "—"
+        rows.append(f"| `{lesson.notebook}.ipynb` | {lesson.teaches} | {_code(written)} | {checks} | "
+                    f"{'; '.join(tests) or '—'} |")
+    return "\n".join(rows)
+
+
+def solutions_table():
+    """The table of lessons/solutions/README.md."""
+    rows = ["| lesson | module | functions |", "|---|---|---|"]
+    for lesson in LESSONS:
+        for module, functions in lesson.exercises():
+            rows.append(f"| {lesson.notebook} | `{module}.py` | {_code(functions)} |")
+    return "\n".join(rows)
+
+
+def with_table(text, table):
+    """text with the part between BEGIN and END replaced by table."""
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return f"{text[:start]}\n{table}\n{text[end:]}"
+
+
+README_TABLES = {HERE / "README.md": lessons_table, HERE / "solutions" / "README.md": solutions_table}
+
+
+if __name__ == "__main__":
+    for path, table in README_TABLES.items():
+        path.write_text(with_table(path.read_text(), table()))
+        print(f"wrote the lesson map into {path.relative_to(ROOT)}")

@@ -1,0 +1,92 @@
+"""The lesson map (lessons/lesson_map.py) agrees with the notebooks, the tests and the READMEs.
+
+The map is the one place that says which lesson teaches what and which pytest markers go
+with it; these tests fail, saying what to change, wherever another file disagrees.
+"""
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import lesson_map
+from lesson_map import LESSONS, README_TABLES, TESTS, markers_of_test_file, with_table
+
+pytestmark = pytest.mark.lessons
+
+REGENERATE = "run `python lessons/lesson_map.py` to write it"
+
+
+def test_every_notebook_is_in_the_map_and_back():
+    on_disk = sorted(p.stem for p in lesson_map.HERE.glob("[0-9]*.ipynb"))
+    in_map = sorted(lesson.notebook for lesson in LESSONS)
+    assert on_disk == in_map, (f"lessons/ holds {on_disk} but lessons/lesson_map.py lists {in_map}: "
+                               "add every lesson to LESSONS (and remove gone ones)")
+
+
+@pytest.mark.parametrize("path", list(README_TABLES), ids=lambda p: p.parent.name + "/" + p.name)
+def test_readme_tables_are_the_generated_ones(path):
+    text = path.read_text()
+    assert lesson_map.BEGIN in text and lesson_map.END in text, (
+        f"{path} lost the lesson map markers {lesson_map.BEGIN!r} ... {lesson_map.END!r}")
+    assert text == with_table(text, README_TABLES[path]()), f"{path}'s lesson table is out of date: {REGENERATE}"
+
+
+def test_every_lesson_marker_is_used_and_described(pytestconfig):
+    registered = {line.split(":")[0].strip() for line in pytestconfig.getini("markers")}
+    used = {m for p in TESTS.glob("test_*.py") for m in markers_of_test_file(p)}
+    for lesson in LESSONS:
+        for marker in lesson.markers:
+            assert marker in registered, f"marker {marker!r} of {lesson.notebook} is not registered"
+    unknown = used - registered - set(lesson_map.marker_descriptions())
+    assert not unknown, (f"test files use markers {sorted(unknown)} that neither lessons/lesson_map.py "
+                         "nor pytest.ini describes")
+    orphans = sorted(m for lesson in LESSONS for m in lesson.markers if not lesson_map.files_with_marker(m))
+    assert not orphans, f"lesson markers {orphans} are set by no tests/test_*.py file (pytestmark)"
+
+
+@pytest.mark.parametrize("path", sorted(TESTS.glob("test_*.py")), ids=lambda p: p.name)
+def test_a_test_file_names_the_lesson_of_its_marker(path):
+    """A test file whose docstring starts "Lesson NN:" belongs to lesson NN in the map."""
+    docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+    said = re.match(r"Lesson (\d+)\b", docstring)
+    if not said:
+        return
+    owners = [lesson_map.lesson_of_marker(m) for m in markers_of_test_file(path)]
+    numbers = sorted({lesson.number for lesson in owners if lesson is not None})
+    assert said.group(1) in numbers, (f"{path.name} says 'Lesson {said.group(1)}', but its markers "
+                                      f"{markers_of_test_file(path)} belong to lesson(s) {numbers} in "
+                                      "lessons/lesson_map.py")
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.notebook)
+def test_check_cells_import_from_the_lessons_own_module(lesson):
+    cells = json.loads(lesson.path.read_text())["cells"]
+    checks = ["".join(c["source"]) for c in cells if "check" in c["metadata"].get("tags", [])]
+    if not checks:
+        return
+    assert lesson.checks, (f"{lesson.notebook} has check cells but no lessons/checks/{lesson.topic}.py; "
+                           f"a lesson's checks live in the module named after it")
+    for source in checks:
+        imports = re.findall(r"^from (checks\S*) import", source, flags=re.M)
+        assert imports and all(m == lesson.checks for m in imports), (
+            f"{lesson.notebook}: a check cell imports from {imports}; it should import from {lesson.checks}\n"
+            f"{source}")
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda lesson: lesson.notebook)
+def test_solutions_define_the_exercises(lesson):
+    for module, functions in lesson.exercises():
+        path = lesson_map.HERE / "solutions" / f"{module}.py"
+        assert path.is_file(), f"{lesson.notebook}: solution module {path} does not exist"
+        defined = {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
+        missing = sorted(set(functions) - defined)
+        assert not missing, f"{path.name} does not define {missing} (asked for in {lesson.notebook})"
+
+
+def test_pytest_ini_leaves_lesson_markers_to_the_map():
+    ini = (Path(lesson_map.ROOT) / "pytest.ini").read_text()
+    twice = sorted(m for m in lesson_map.marker_descriptions() if re.search(rf"^\s+{m}:", ini, flags=re.M))
+    assert not twice, (f"pytest.ini describes the lesson markers {twice} again; their descriptions come "
+                       "from lessons/lesson_map.py (tests/conftest.py registers them)")

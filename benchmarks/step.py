@@ -21,10 +21,11 @@ from timing import median_seconds  # noqa: E402
 
 def tinyresnet_stepper(depth, device):
     sys.path.insert(0, str(ROOT))
-    from tinyresnet import Tensor, optim
+    from tinyresnet import Tensor, keep_freed_memory, optim
     from tinyresnet.device import to_device, xp_for
     from tinyresnet.functional import cross_entropy
     from tinyresnet.models import cifar_resnet
+    keep_freed_memory()  # as training does (memory.py)
     xp = xp_for(device)
     model = cifar_resnet(depth).to(device)
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)

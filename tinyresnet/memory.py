@@ -9,7 +9,17 @@ glibc's mmap and trim thresholds makes freed blocks stay in the heap, so the
 next step reuses them.
 
 PyTorch does the same with its caching allocators. This changes no numbers,
-only speed; set TINYRESNET_KEEP_MEMORY=0 to leave the allocator alone.
+only speed. It is one explicit call, never a side effect of `import tinyresnet`:
+the setting lasts for the whole process (a learner's Jupyter kernel included),
+so the code that wants the speed says so. Training (`tinyresnet.train`) and
+the benchmarks call it first thing:
+
+    from tinyresnet.memory import keep_freed_memory
+    keep_freed_memory()
+
+Set TINYRESNET_KEEP_MEMORY=0 to make the call leave the allocator alone. It
+tunes the host's allocator only; on the GPU, CuPy keeps freed device memory
+in its own pool anyway.
 """
 import ctypes
 import os

@@ -85,8 +85,8 @@ def job(spec):
     if n_train < len(x_train):
         x_train, y_train = subset(x_train, y_train, n_train, seed=DATA_SEED)
     mean = per_pixel_mean(x_train)
-    stream = Stream(Loader(x_train, y_train, BATCH, mean, train=True, rng=np.random.default_rng((seed, 1))))
-    test = Loader(x_test, y_test, 500, mean, train=False)
+    stream = Stream(Loader(x_train, y_train, BATCH, mean, shuffle=True, augment=True, rng=np.random.default_rng((seed, 1))))
+    test = Loader(x_test, y_test, 500, mean)
     per_epoch = len(stream.loader)
     torch.manual_seed(seed)
     model = init_like_tinyresnet(CifarResNet(depth, residual))

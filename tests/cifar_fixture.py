@@ -2,15 +2,55 @@
 
 Each class has its own mean colour plus noise, so a small net can learn it,
 and the files are laid out exactly like cifar-10-python.tar.gz unpacked:
-root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}.
+root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}, every
+batch holding the number of images that batches.meta says (10000 in the real
+files, `per_file` here).
+
+By default the files are written as the official ones were: pickles made by
+Python 2 (protocol 2, byte strings, NumPy's old module path), so that the
+loader is tested on the format it will really meet. python2_style=False writes
+today's protocol-4 pickles, as ../shared/data/prepare_cifar10.py does.
 """
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck"]
+
+
+class Python2Pickler(pickle._Pickler):
+    """Writes what Python 2's cPickle wrote for the official files: str and bytes as byte strings
+    (BINSTRING), and NumPy's array rebuilder as numpy.core.multiarray._reconstruct."""
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_byte_string(self, obj):
+        raw = obj if isinstance(obj, bytes) else obj.encode("latin1")
+        if len(raw) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
+        self.memoize(obj)
+    dispatch[bytes] = save_byte_string
+    dispatch[str] = save_byte_string
+
+    def save_global(self, obj, name=None):
+        if getattr(obj, "__name__", None) == "_reconstruct":
+            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+
+def dump(obj, path, python2_style=True):
+    """Pickle obj into path, as the official files (Python 2) or as today's Python does."""
+    with open(path, "wb") as f:
+        if python2_style:
+            Python2Pickler(f, protocol=2).dump(obj)
+        else:
+            pickle.dump(obj, f, protocol=4)
 
 
 def _images(n, rng):
@@ -23,26 +63,26 @@ def _images(n, rng):
     return data, labels
 
 
-def _write(path, label, data, labels):
-    batch = {b"batch_label": label.encode(),
-             b"labels": [int(v) for v in labels],
-             b"data": data,
-             b"filenames": [f"fake_{label}_{i}.png".encode() for i in range(len(data))]}
-    with open(path, "wb") as f:
-        pickle.dump(batch, f)
+def batch(label, data, labels):
+    """One batch dict with the official keys."""
+    return {b"batch_label": label.encode(),
+            b"labels": [int(v) for v in labels],
+            b"data": data,
+            b"filenames": [f"fake_{label}_{i}.png".encode() for i in range(len(data))]}
 
 
-def write_fake_cifar(root, n_train=300, n_test=100, seed=0):
-    """Write the fake data set under root and return root (a Path)."""
+def write_fake_cifar(root, per_file=60, seed=0, python2_style=True):
+    """Write the fake data set under root (5 * per_file training and per_file test images); return root."""
     root = Path(root)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    data, labels = _images(n_train, rng)
-    for i, (d, l) in enumerate(zip(np.array_split(data, 5), np.array_split(labels, 5)), start=1):
-        _write(folder / f"data_batch_{i}", f"training batch {i} of 5", d, l)
-    _write(folder / "test_batch", "testing batch 1 of 1", *_images(n_test, rng))
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in CLASSES],
-                     b"num_cases_per_batch": -(-n_train // 5), b"num_vis": 3072}, f)
+    data, labels = _images(5 * per_file, rng)
+    for i in range(5):
+        part = slice(i * per_file, (i + 1) * per_file)
+        dump(batch(f"training batch {i + 1} of 5", data[part], labels[part]),
+             folder / f"data_batch_{i + 1}", python2_style)
+    dump(batch("testing batch 1 of 1", *_images(per_file, rng)), folder / "test_batch", python2_style)
+    dump({b"label_names": [c.encode() for c in CLASSES], b"num_cases_per_batch": per_file, b"num_vis": 3072},
+         folder / "batches.meta", python2_style)
     return root

@@ -1,15 +1,17 @@
 """Tests for tinyresnet.data on a tiny fake CIFAR-10; none touches the network."""
 import hashlib
 import io
+import os
 import pickle
 import tarfile
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cifar_fixture import write_fake_cifar
+from cifar_fixture import batch, dump, write_fake_cifar
 from tinyresnet import data
 from tinyresnet.data import (DataError, Loader, augment, find_data_dir, load_cifar10,
                              normalize, per_pixel_mean, split_train_val, subset)
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.data
 
 @pytest.fixture
 def fake(tmp_path):
-    return write_fake_cifar(tmp_path / "cifar", n_train=300, n_test=100)
+    return write_fake_cifar(tmp_path / "cifar", per_file=60)  # 300 training, 60 test images
 
 
 @pytest.fixture
@@ -50,8 +52,8 @@ def test_load_shapes_dtypes_values(fake):
     x_tr, y_tr, x_te, y_te = load_cifar10(fake, download=False)
     assert x_tr.shape == (300, 3, 32, 32) and x_tr.dtype == np.uint8
     assert y_tr.shape == (300,) and y_tr.dtype == np.int64
-    assert x_te.shape == (100, 3, 32, 32) and x_te.dtype == np.uint8
-    assert y_te.shape == (100,) and y_te.dtype == np.int64
+    assert x_te.shape == (60, 3, 32, 32) and x_te.dtype == np.uint8
+    assert y_te.shape == (60,) and y_te.dtype == np.int64
     assert set(y_tr.tolist()) == set(range(10))
     # first row of data_batch_1 is the first training image, channel-major
     with open(fake / "cifar-10-batches-py" / "data_batch_1", "rb") as f:
@@ -79,7 +81,7 @@ def test_default_is_user_cache(monkeypatch):
 def test_batches_folder_itself_is_accepted(fake):
     folder = fake / "cifar-10-batches-py"
     assert find_data_dir(folder) == fake
-    assert load_cifar10(folder, download=False)[2].shape == (100, 3, 32, 32)
+    assert load_cifar10(folder, download=False)[2].shape == (60, 3, 32, 32)
 
 
 def test_missing_batch_file_is_named(fake):
@@ -128,13 +130,32 @@ def test_md5_mismatch_deletes_download(tmp_path, monkeypatch):
     assert not (tmp_path / "cifar-10-python.tar.gz").exists()
 
 
-def test_successful_download(tmp_path, monkeypatch):
-    payload = tar_gz_of(write_fake_cifar(tmp_path / "server", n_train=50, n_test=20))
-    serve(monkeypatch, payload)
+def published(monkeypatch, payload, server):
+    """Pretend that payload (the archive of the files in server) and its files are the published ones."""
     monkeypatch.setattr(data, "CIFAR_MD5", hashlib.md5(payload).hexdigest())
+    folder = server / "cifar-10-batches-py"
+    monkeypatch.setattr(data, "FILE_MD5", {p.name: data._md5(p) for p in folder.iterdir()})
+
+
+def test_successful_download(tmp_path, monkeypatch):
+    server = write_fake_cifar(tmp_path / "server", per_file=10)
+    payload = tar_gz_of(server)
+    serve(monkeypatch, payload)
+    published(monkeypatch, payload, server)
     x_tr, y_tr, x_te, y_te = load_cifar10(tmp_path / "client")
-    assert x_tr.shape == (50, 3, 32, 32) and x_te.shape == (20, 3, 32, 32)
+    assert x_tr.shape == (50, 3, 32, 32) and x_te.shape == (10, 3, 32, 32)
     assert (tmp_path / "client" / "cifar-10-batches-py" / "batches.meta").is_file()
+
+
+def test_unpacked_file_with_the_wrong_md5_is_named(tmp_path, monkeypatch):
+    """The archive's MD5 matched, but a file in it is not the published one: named, before unpickling."""
+    server = write_fake_cifar(tmp_path / "server", per_file=10)
+    payload = tar_gz_of(server)
+    serve(monkeypatch, payload)
+    published(monkeypatch, payload, server)
+    monkeypatch.setitem(data.FILE_MD5, "data_batch_4", "0" * 32)
+    with pytest.raises(DataError, match=r"data_batch_4: MD5 checksum mismatch"):
+        load_cifar10(tmp_path / "client")
 
 
 def test_unsafe_archive_is_refused(tmp_path, monkeypatch):
@@ -148,6 +169,120 @@ def test_unsafe_archive_is_refused(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="cannot unpack"):
         load_cifar10(tmp_path / "client")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+# ------------------------------------------- poisoned and malformed files
+
+class Payload:
+    """What an attacker puts into a pickle: unpickling it runs code (here: only creates a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').close()",)
+
+
+POISON_SPOTS = {
+    "the whole file": lambda good, payload: payload,
+    "the labels": lambda good, payload: {**good, b"labels": payload},
+    "an extra key": lambda good, payload: {**good, b"note": payload},
+}
+
+
+@pytest.mark.parametrize("spot", POISON_SPOTS, ids=lambda s: s.replace(" ", "-"))
+@pytest.mark.parametrize("name", ["data_batch_1", "test_batch", "batches.meta"])
+@pytest.mark.parametrize("python2_style", [True, False], ids=["python2", "protocol4"])
+def test_poisoned_pickle_runs_no_code(fake, tmp_path, name, spot, python2_style):
+    path = fake / "cifar-10-batches-py" / name
+    with open(path, "rb") as f:
+        good = pickle.load(f, encoding="bytes")
+    marker = tmp_path / "payload-ran"
+    dump(POISON_SPOTS[spot](good, Payload(marker)), path, python2_style)
+    with pytest.raises(DataError, match=rf"{name}: not loaded: it asks for (builtins|__builtin__).exec, which no CIFAR-10 file "
+                                        r"contains \(a pickle can run code\); refused"):
+        load_cifar10(fake, download=False)
+    assert not marker.exists(), f"loading {name} ran the code hidden in {spot}"
+
+
+@pytest.mark.parametrize("python2_style", [True, False], ids=["python2", "protocol4"])
+def test_both_official_pickle_formats_load(tmp_path, python2_style):
+    """Python 2's protocol-2 files (the official download) and protocol 4 (the offline re-encode in ../shared)."""
+    root = write_fake_cifar(tmp_path, per_file=10, python2_style=python2_style)
+    x_tr, y_tr, x_te, y_te = load_cifar10(root, download=False)
+    assert x_tr.shape == (50, 3, 32, 32) and y_te.shape == (10,)
+
+
+@pytest.mark.skipif(not (Path(os.environ.get("TINYRESNET_DATA", "/nonexistent")) / "cifar-10-batches-py").is_dir(),
+                    reason="real CIFAR-10 not prepared (set TINYRESNET_DATA)")
+def test_the_real_files_pass_the_checks():
+    folder = Path(os.environ["TINYRESNET_DATA"]) / "cifar-10-batches-py"
+    assert data._read_meta(folder) == 10000
+    x, y = data._read_batch(folder / "test_batch", 10000)
+    assert x.shape == (10000, 3, 32, 32) and np.bincount(y).tolist() == [1000] * 10
+
+
+def _bad_batch(good, change):
+    bad = dict(good)
+    bad.update(change(good))
+    return bad
+
+
+MALFORMED = {  # what is wrong: (change to a good batch, the error it must give)
+    "float pixels": (lambda g: {b"data": g[b"data"].astype(np.float32)}, r"pixels must be a uint8 array, got dtype float32"),
+    "int64 pixels out of range": (lambda g: {b"data": g[b"data"].astype(np.int64) * 300},
+                                  r"pixels must be a uint8 array, got dtype int64"),
+    "pixels as a list": (lambda g: {b"data": g[b"data"].tolist()}, r"pixels must be a uint8 array, got list"),
+    "a 10-image batch": (lambda g: {b"data": g[b"data"][:10], b"labels": g[b"labels"][:10]},
+                         r"pixels must have shape \(60, 3072\) \(60 images as batches.meta says.*got \(10, 3072\)"),
+    "images of another size": (lambda g: {b"data": g[b"data"][:, :1024]}, r"pixels must have shape .*got \(60, 1024\)"),
+    "float labels": (lambda g: {b"labels": [v + 0.5 for v in g[b"labels"]]}, r"labels must be integers, got 7.5 \(float\)"),
+    "boolean labels": (lambda g: {b"labels": [True] * 60}, r"labels must be integers, got True \(bool\)"),
+    "label 10": (lambda g: {b"labels": [10] + g[b"labels"][1:]}, r"labels must lie in 0..9, got values from 0 to 10"),
+    "label -1": (lambda g: {b"labels": [-1] + g[b"labels"][1:]}, r"labels must lie in 0..9, got values from -1 to 9"),
+    "too few labels": (lambda g: {b"labels": g[b"labels"][:59]}, r"labels must be 60 integers"),
+    "labels as text": (lambda g: {b"labels": b"0123"}, r"labels must be 60 integers, got bytes"),
+}
+
+
+@pytest.mark.parametrize("problem", MALFORMED, ids=lambda p: p.replace(" ", "-"))
+def test_malformed_batch_is_refused_naming_the_file_and_the_problem(fake, problem):
+    path = fake / "cifar-10-batches-py" / "data_batch_3"
+    with open(path, "rb") as f:
+        good = pickle.load(f, encoding="bytes")
+    change, message = MALFORMED[problem]
+    if problem == "float labels":
+        good[b"labels"][0] = 7
+    dump(_bad_batch(good, change), path)
+    with pytest.raises(DataError, match=rf"data_batch_3: {message}"):
+        load_cifar10(fake, download=False)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda b: {k: v for k, v in b.items() if k != b"filenames"}, r"missing \[b'filenames'\]"),
+    (lambda b: {**b, b"extra": 1}, r"unexpected \[b'extra'\]"),
+    (lambda b: [b], r"it holds a list, not a dict"),
+], ids=["missing-key", "extra-key", "not-a-dict"])
+def test_batch_without_the_official_keys_is_refused(fake, change, message):
+    path = fake / "cifar-10-batches-py" / "test_batch"
+    with open(path, "rb") as f:
+        dump(change(pickle.load(f, encoding="bytes")), path)
+    with pytest.raises(DataError, match=rf"test_batch: .*{message}"):
+        load_cifar10(fake, download=False)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: {**m, b"num_cases_per_batch": 60.0}, r"num_cases_per_batch must be a positive integer, got 60.0"),
+    (lambda m: {**m, b"num_vis": 1024}, r"num_vis must be 3072"),
+    (lambda m: {**m, b"label_names": m[b"label_names"][::-1]}, r"label_names are not CIFAR-10's ten classes"),
+    (lambda m: {k: v for k, v in m.items() if k != b"num_vis"}, r"missing \[b'num_vis'\]"),
+], ids=["float-count", "num-vis", "class-order", "missing-key"])
+def test_malformed_meta_is_refused(fake, change, message):
+    path = fake / "cifar-10-batches-py" / "batches.meta"
+    with open(path, "rb") as f:
+        dump(change(pickle.load(f, encoding="bytes")), path)
+    with pytest.raises(DataError, match=rf"batches.meta: .*{message}"):
+        load_cifar10(fake, download=False)
 
 
 # ---------------------------------------------------------- preprocessing
@@ -231,9 +366,9 @@ def arrays(fake):
     return x_tr, y_tr, per_pixel_mean(x_tr)
 
 
-def test_loader_train_drops_last(arrays):
+def test_loader_shuffled_drops_last(arrays):
     x, y, mean = arrays
-    loader = Loader(x, y, 64, mean, train=True, rng=np.random.default_rng(0))
+    loader = Loader(x, y, 64, mean, shuffle=True, augment=True, rng=np.random.default_rng(0))
     batches = list(loader)
     assert len(loader) == len(batches) == 300 // 64
     for xb, yb in batches:
@@ -243,9 +378,9 @@ def test_loader_train_drops_last(arrays):
     assert len(seen) == 256 and not np.array_equal(seen, y[:256])  # shuffled
 
 
-def test_loader_eval_keeps_order_and_partial(arrays):
+def test_loader_unshuffled_keeps_order_and_partial(arrays):
     x, y, mean = arrays
-    loader = Loader(x, y, 64, mean, train=False)
+    loader = Loader(x, y, 64, mean)
     batches = list(loader)
     assert len(loader) == len(batches) == 5
     assert [len(yb) for _, yb in batches] == [64, 64, 64, 64, 44]
@@ -253,11 +388,24 @@ def test_loader_eval_keeps_order_and_partial(arrays):
     np.testing.assert_allclose(np.concatenate([xb for xb, _ in batches]), normalize(x, mean))
 
 
+def test_loader_shuffle_and_augment_are_separate(arrays):
+    x, y, mean = arrays
+    shuffled = list(Loader(x, y, 60, mean, shuffle=True, rng=np.random.default_rng(0)))
+    order = np.random.default_rng(0).permutation(len(x))
+    for i, (xb, yb) in enumerate(shuffled):
+        idx = order[i * 60:(i + 1) * 60]
+        np.testing.assert_array_equal(yb, y[idx])
+        np.testing.assert_array_equal(xb, normalize(x[idx], mean))  # shuffled, not augmented
+    augmented = list(Loader(x, y, 60, mean, augment=True, rng=np.random.default_rng(0)))
+    np.testing.assert_array_equal(np.concatenate([yb for _, yb in augmented]), y)  # order kept
+    assert not np.array_equal(augmented[0][0], normalize(x[:60], mean))         # but cropped and flipped
+
+
 def test_loader_deterministic_under_seed(arrays):
     x, y, mean = arrays
 
     def two_epochs(seed):
-        loader = Loader(x, y, 32, mean, train=True, rng=np.random.default_rng(seed))
+        loader = Loader(x, y, 32, mean, shuffle=True, augment=True, rng=np.random.default_rng(seed))
         return [b for _ in range(2) for b in loader]
 
     a, b, c = two_epochs(5), two_epochs(5), two_epochs(6)
@@ -272,9 +420,11 @@ def test_loader_deterministic_under_seed(arrays):
 def test_loader_errors(arrays):
     x, y, mean = arrays
     with pytest.raises(DataError, match="rng"):
-        Loader(x, y, 32, mean, train=True)
+        Loader(x, y, 32, mean, shuffle=True)
+    with pytest.raises(DataError, match="rng"):
+        Loader(x, y, 32, mean, augment=True)
     with pytest.raises(DataError, match="batch_size"):
-        Loader(x, y, 1000, mean, train=True, rng=np.random.default_rng(0))
+        Loader(x, y, 1000, mean, shuffle=True, rng=np.random.default_rng(0))
 
 
 # ------------------------------------------------------- splits and subsets

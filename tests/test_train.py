@@ -1,6 +1,6 @@
 """The training script on a tiny fake CIFAR-10: files, exact resume, Ctrl-C, NaN, bad input.
 
-Depth 8, 24 training images in batches of 8 (3 steps per epoch), 20 test
+Depth 8, 25 training images in batches of 8 (3 steps per epoch), 5 test
 images: each run takes a fraction of a second. No test touches the network.
 """
 import csv
@@ -31,7 +31,7 @@ HAS_GPU = gpu_available()
 
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory):
-    return write_fake_cifar(tmp_path_factory.mktemp("cifar"), n_train=24, n_test=20)
+    return write_fake_cifar(tmp_path_factory.mktemp("cifar"), per_file=5)
 
 
 @pytest.fixture(autouse=True)
@@ -168,11 +168,11 @@ def test_run_api_matches_the_command_line(fake, tmp_path):
 
 
 def test_val_split_is_used_as_the_test_columns(fake, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(train, "VAL_SIZE", 16)
+    monkeypatch.setattr(train, "VAL_SIZE", 17)
     train.main(tiny(fake, tmp_path / "val", "--iterations", "1", "--val-split", quiet=False))
     assert "held out" in capsys.readouterr().out
     config = json.loads((tmp_path / "val" / "config.json").read_text())
-    assert config["test_set"] == "val" and config["train_images"] == 8 and config["test_images"] == 16
+    assert config["test_set"] == "val" and config["train_images"] == 8 and config["test_images"] == 17
 
 
 # ---------------------------------------------------------------- resume
@@ -269,7 +269,7 @@ def test_nan_loss_stops_with_the_iteration_and_keeps_the_checkpoint(fake, tmp_pa
 # ---------------------------------------------------------------- bad input
 
 def corrupt_copy(fake, tmp_path):
-    data = write_fake_cifar(tmp_path / "corrupt", n_train=24, n_test=20)
+    data = write_fake_cifar(tmp_path / "corrupt", per_file=5)
     (data / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"this is not a pickle")
     return data
 
@@ -282,7 +282,7 @@ BAD = {
     "plain and residual": (["--plain", "--residual"], "not allowed with"),
     "epochs and iterations": (["--epochs", "1", "--iterations", "3"], "not allowed with"),
     "unknown option": (["--bogus"], "unrecognized"),
-    "subset too large": (["--subset", "1000"], "subset size must be between 1 and 24"),
+    "subset too large": (["--subset", "1000"], "subset size must be between 1 and 25"),
     "batch larger than subset": (["--subset", "4"], "larger than the 4 training images"),
     "resume without checkpoint": (["--resume"], "no checkpoint"),
 }

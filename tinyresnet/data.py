@@ -7,6 +7,20 @@ float32 only when it is needed, which is what the Loader does.
 The preprocessing follows the ResNet paper (He et al. 2015, section 4.2):
 subtract the per-pixel mean, pad 4 pixels on each side, take a random
 32x32 crop and flip it horizontally half of the time.
+
+The official files are Python pickles, and unpickling can run any code a
+file asks for. So they are read with a restricted unpickler that builds only
+what the official files contain (dicts, lists, numbers, strings and bytes,
+and NumPy arrays) and refuses everything else before it runs. Then each
+batch's contents are checked, never coerced: uint8 pixels of shape
+(images, 3072), integer labels in 0..9, the official keys, and as many images
+as batches.meta says each batch holds (10000 in the official files).
+
+Downloads are checked against the archive's published MD5, and the unpacked
+files against their published MD5s. A folder that is already there is not
+hash-checked: legitimate copies differ byte for byte (the offline copy in
+../shared is a JPEG re-encode), and the restricted unpickler is what makes
+any folder safe to read.
 """
 import hashlib
 import os
@@ -24,6 +38,20 @@ CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILE = "test_batch"
+META_FILE = "batches.meta"
+# the published MD5 of each file in the official archive (the same values torchvision checks)
+FILE_MD5 = {"data_batch_1": "c99cafc152244af753f735de768cd75f",
+            "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+            "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+            "data_batch_4": "634d18415352ddfa80567beed471001a",
+            "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+            "test_batch": "40351d587109b95175f43aff81a1287e",
+            "batches.meta": "5ff9c542aee3614f3951f8cda6e48888"}
+BATCH_KEYS = {b"batch_label", b"labels", b"data", b"filenames"}
+META_KEYS = {b"label_names", b"num_cases_per_batch", b"num_vis"}
+# the only callables a CIFAR-10 pickle needs: rebuilding a NumPy array (NumPy 1 and 2 spell the module differently)
+SAFE_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype")}
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 PAD = 4
 HINT = f"pass --data-dir DIR or set TINYRESNET_DATA=DIR, where DIR contains {FOLDER}/"
@@ -70,7 +98,7 @@ def _download(url, dest):
 
 
 def _fetch(root):
-    """Download, check and unpack cifar-10-python.tar.gz into root."""
+    """Download, check and unpack cifar-10-python.tar.gz into root, then check each unpacked file."""
     root.mkdir(parents=True, exist_ok=True)
     archive = root / "cifar-10-python.tar.gz"
     if not archive.exists():
@@ -84,22 +112,83 @@ def _fetch(root):
             tar.extractall(root, filter="data")  # refuses absolute paths, "..", odd links
     except (tarfile.TarError, OSError) as e:
         raise DataError(f"{archive}: cannot unpack ({e}); delete it and run again") from None
+    for name, md5 in FILE_MD5.items():
+        path = root / FOLDER / name
+        if path.is_file() and _md5(path) != md5:
+            raise DataError(f"{path}: MD5 checksum mismatch with the published one; delete {root / FOLDER} "
+                            "and the archive, and run again")
 
 
-def _read_batch(path):
-    """One official pickle -> x: (n, 3, 32, 32) uint8, y: (n,) int64."""
+class _CifarUnpickler(pickle.Unpickler):
+    """Builds only what the official CIFAR-10 pickles contain; refuses any other callable before it runs."""
+
+    def find_class(self, module, name):
+        if (module, name) in SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it asks for {module}.{name}, which no CIFAR-10 file contains "
+                                     "(a pickle can run code); refused")
+
+
+def _unpickle(path):
+    """The dict in one CIFAR-10 pickle, read with the restricted unpickler; DataError naming the file."""
     if not path.is_file():
-        raise DataError(f"{path}: CIFAR-10 batch file is missing; delete {path.parent} to re-download, or {HINT}")
+        raise DataError(f"{path}: CIFAR-10 file is missing; delete {path.parent} to re-download, or {HINT}")
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        x = np.asarray(batch[b"data"], dtype=np.uint8)
-        y = np.asarray(batch[b"labels"], dtype=np.int64)
+            content = _CifarUnpickler(f, encoding="bytes").load()  # bytes: the files were written by Python 2
+    except pickle.UnpicklingError as e:
+        raise DataError(f"{path}: not loaded: {e}; delete {path.parent} to re-download") from None
     except Exception as e:  # anything can come out of a damaged pickle
-        raise DataError(f"{path}: not a readable CIFAR-10 batch ({type(e).__name__}); delete {path.parent} to re-download") from None
-    if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.shape != (len(x),) or y.min(initial=0) < 0 or y.max(initial=0) > 9:
-        raise DataError(f"{path}: expected (n, 3072) pixels and n labels in 0..9, got {x.shape} and {y.shape}")
-    return x.reshape(-1, 3, 32, 32), y
+        raise DataError(f"{path}: not a readable CIFAR-10 file ({type(e).__name__}); "
+                        f"delete {path.parent} to re-download") from None
+    if not isinstance(content, dict):
+        raise DataError(f"{path}: not a CIFAR-10 file: it holds a {type(content).__name__}, not a dict")
+    return content
+
+
+def _check_keys(path, content, keys):
+    if set(content) != keys:
+        missing, extra = sorted(keys - set(content)), sorted(set(content) - keys, key=repr)
+        raise DataError(f"{path}: not a CIFAR-10 file: keys {sorted(keys)} expected"
+                        + (f"; missing {missing}" if missing else "") + (f"; unexpected {extra[:5]}" if extra else ""))
+
+
+def _read_meta(folder):
+    """batches.meta: how many images each batch holds (10000 in the official files)."""
+    path = folder / META_FILE
+    meta = _unpickle(path)
+    _check_keys(path, meta, META_KEYS)
+    count, names = meta[b"num_cases_per_batch"], meta[b"label_names"]
+    if type(count) is not int or count < 1:
+        raise DataError(f"{path}: num_cases_per_batch must be a positive integer, got {count!r}")
+    if meta[b"num_vis"] != 3 * 32 * 32:
+        raise DataError(f"{path}: num_vis must be 3072 (32x32 RGB), got {meta[b'num_vis']!r}")
+    if list(names) != [c.encode() for c in CLASSES]:
+        raise DataError(f"{path}: label_names are not CIFAR-10's ten classes: {list(names)[:10]!r}")
+    return count
+
+
+def _read_batch(path, count):
+    """One official batch -> x: (count, 3, 32, 32) uint8, y: (count,) int64; checked, never coerced."""
+    batch = _unpickle(path)
+    _check_keys(path, batch, BATCH_KEYS)
+    x, labels = batch[b"data"], batch[b"labels"]
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
+        kind = f"dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise DataError(f"{path}: pixels must be a uint8 array, got {kind}")
+    if x.shape != (count, 3 * 32 * 32):
+        raise DataError(f"{path}: pixels must have shape ({count}, 3072) ({count} images as batches.meta "
+                        f"says, 32x32x3 values each), got {x.shape}")
+    y = np.asarray(labels)
+    if isinstance(labels, list) and not all(type(v) is int for v in labels):
+        bad = next(v for v in labels if type(v) is not int)
+        raise DataError(f"{path}: labels must be integers, got {bad!r} ({type(bad).__name__})")
+    if not isinstance(labels, (list, np.ndarray)) or y.dtype.kind not in "iu" or y.shape != (count,):
+        raise DataError(f"{path}: labels must be {count} integers, got {type(labels).__name__} "
+                        f"of shape {y.shape} and dtype {y.dtype}")
+    if y.min() < 0 or y.max() > 9:
+        raise DataError(f"{path}: labels must lie in 0..9, got values from {y.min()} to {y.max()}")
+    return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
 
 
 def load_cifar10(data_dir=None, download=True):
@@ -107,6 +196,8 @@ def load_cifar10(data_dir=None, download=True):
     x_test (10000, 3, 32, 32) uint8, y_test (10000,) int64.
 
     Downloads it first (170 MB) when the folder is missing and download is True.
+    Every file is read safely and checked (see the module docstring); a
+    DataError names the file and what is wrong with it.
     """
     root = find_data_dir(data_dir)
     folder = root / FOLDER
@@ -116,8 +207,9 @@ def load_cifar10(data_dir=None, download=True):
         _fetch(root)
         if not folder.is_dir():
             raise DataError(f"{root}: the archive did not contain {FOLDER}/; {HINT}")
-    xs, ys = zip(*[_read_batch(folder / name) for name in TRAIN_FILES])
-    x_test, y_test = _read_batch(folder / TEST_FILE)
+    count = _read_meta(folder)
+    xs, ys = zip(*[_read_batch(folder / name, count) for name in TRAIN_FILES])
+    x_test, y_test = _read_batch(folder / TEST_FILE, count)
     return np.concatenate(xs), np.concatenate(ys), x_test, y_test
 
 
@@ -183,29 +275,32 @@ def subset(x, y, n, seed):
 class Loader:
     """One epoch of minibatches: yields (x (B, 3, 32, 32) float32, y (B,) int64).
 
-    train=True: shuffle with rng, augment, drop the last incomplete batch
-    (so every step sees exactly batch_size images). train=False: keep the
-    order, no augmentation, keep the last partial batch so every image counts.
+    shuffle=True: a new random order every epoch, drawn from rng, and the last
+    incomplete batch is dropped, so that every SGD step sees batch_size images.
+    shuffle=False: the stored order, with the last partial batch kept, so that
+    every image counts (evaluation).
+    augment=True: random crop and flip each batch (see augment), drawn from rng.
     Iterating again starts a new epoch; the same rng seed gives the same batches.
     """
 
-    def __init__(self, x, y, batch_size, mean, train, rng=None):
-        if train and rng is None:
-            raise DataError("Loader(train=True) needs rng, a numpy.random.Generator")
-        if train and len(x) < batch_size:
+    def __init__(self, x, y, batch_size, mean, *, shuffle=False, augment=False, rng=None):
+        if (shuffle or augment) and rng is None:
+            raise DataError("Loader(shuffle=True or augment=True) needs rng, a numpy.random.Generator")
+        if shuffle and len(x) < batch_size:
             raise DataError(f"batch_size {batch_size} is larger than the {len(x)} training images")
         self.x, self.y = x, np.asarray(y, dtype=np.int64)
-        self.batch_size, self.mean, self.train, self.rng = batch_size, mean, train, rng
+        self.batch_size, self.mean, self.rng = batch_size, mean, rng
+        self.shuffle, self.augment = shuffle, augment
 
     def __len__(self):
         n, b = len(self.x), self.batch_size
-        return n // b if self.train else -(-n // b)
+        return n // b if self.shuffle else -(-n // b)
 
     def __iter__(self):
-        order = self.rng.permutation(len(self.x)) if self.train else np.arange(len(self.x))
+        order = self.rng.permutation(len(self.x)) if self.shuffle else np.arange(len(self.x))
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             xb = normalize(self.x[idx], self.mean)
-            if self.train:
+            if self.augment:
                 xb = augment(xb, self.rng)
             yield xb, self.y[idx]

@@ -62,8 +62,8 @@ def build(recipe):
     x_train, y_train, x_test, y_test, test_set = load_data(recipe)
     mean = per_pixel_mean(x_train)  # of the images actually trained on
     rng = np.random.default_rng((recipe.seed, 1))  # a stream of its own, apart from the weights' one
-    train_loader = Loader(x_train, y_train, recipe.batch_size, mean, train=True, rng=rng)
-    test_loader = Loader(x_test, y_test, EVAL_BATCH, mean, train=False)
+    train_loader = Loader(x_train, y_train, recipe.batch_size, mean, shuffle=True, augment=True, rng=rng)
+    test_loader = Loader(x_test, y_test, EVAL_BATCH, mean)
     total = recipe.total_iterations(len(train_loader))
     schedule = optim.paper_schedule(recipe.lr, total, recipe.warmup)
     opt = optim.SGD(model.parameters(), schedule, recipe.momentum, recipe.weight_decay)

@@ -1,7 +1,9 @@
 """Fixtures and helpers shared by the tests.
 
-`device` runs a test once per device: "cpu" (NumPy) always, "gpu" (CuPy) only
-when a CUDA device is usable, so the same engine suite checks both backends.
+`device` runs a test once per device: "cpu" (NumPy) always; "standin", the
+strict stand-in GPU of standin.py, always (it is tinyresnet's "gpu" during the
+test, so the GPU code path runs in every CI run); and "gpu" (CuPy) only when
+a CUDA device is usable. So the same engine suite checks every backend.
 `host(a)` brings a Tensor's or an array's values to NumPy (`from conftest import host`).
 The lesson markers (`-m autograd`, ...) are registered from lessons/lesson_map.py.
 """
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import standin
 from tinyresnet import Tensor
 from tinyresnet import device as devices
 
@@ -24,9 +27,13 @@ NO_TORCH = "PyTorch not installed: comparison against PyTorch skipped"
 HAS_GPU = devices.gpu_available()
 
 
-@pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
-def device(request):
-    """The device name a test runs on: "cpu", or "gpu" when one is available."""
+@pytest.fixture(params=["cpu", pytest.param("standin", marks=pytest.mark.standin),
+                        pytest.param("gpu", marks=pytest.mark.gpu)])
+def device(request, monkeypatch):
+    """The device name a test runs on: "cpu", or "gpu" (the stand-in, or CuPy when one is available)."""
+    if request.param == "standin":
+        standin.install(monkeypatch)
+        return "gpu"
     if request.param == "gpu" and not HAS_GPU:
         pytest.skip(NO_GPU)
     return request.param
@@ -42,7 +49,7 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def xp(device):
-    """The array module of `device`: numpy or cupy (make inputs with xp.asarray(...))."""
+    """The array module of `device`: numpy, the stand-in or cupy (make inputs with xp.asarray(...))."""
     return devices.xp_for(device)
 
 

@@ -147,3 +147,26 @@ def test_ops_on_mixed_devices_name_both(op):
 def test_cross_entropy_on_mixed_devices_raises_device_error():
     with pytest.raises(DeviceError, match="cpu.*gpu|gpu.*cpu"):
         cross_entropy(Tensor(np.zeros((2, 3))), FakeGpuArray((2,), np.int64))
+
+
+# ------------------------------------------------------------ cheap lookups, one read
+
+def test_xp_of_never_asks_for_cupy_or_cuda(monkeypatch):
+    """xp_of runs in every op: a lookup by type, no import and no CUDA call."""
+    asked = []
+    monkeypatch.setattr(devices, "_import_cupy", lambda: asked.append(1))
+    for value in (np.zeros(2), np.float32(1), 2.0, [1.0], FakeGpuArray()):
+        devices.xp_of(value)
+        devices.device_of(value)
+    assert devices.xp_of(np.zeros(2)) is np and devices.xp_of(np.float32(1)) is np
+    assert len(asked) <= 1, f"xp_of imported CuPy {len(asked)} times"  # once, to learn FakeGpuArray's type
+
+
+def test_read_scalars_reads_device_values_in_one_transfer(monkeypatch):
+    import standin
+    xp = standin.install(monkeypatch)
+    loss, wrong = xp.asarray(np.float32(0.25)), xp.asarray(np.int64(3))
+    with standin.recording() as record:
+        assert devices.read_scalars(loss, wrong, 2.0) == (0.25, 3.0, 2.0)
+    assert len(record.syncs) == 1, record.syncs
+    assert devices.read_scalars(np.float32(0.5), 1) == (0.5, 1.0)

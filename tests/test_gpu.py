@@ -16,9 +16,10 @@ if not gpu_available():
 
 cupy = pytest.importorskip("cupy")
 
+from ops_table import OPS, RUNNING, inputs, run  # noqa: E402
 from tinyresnet import DeviceError, Tensor, nn  # noqa: E402
 from tinyresnet import functional as F  # noqa: E402
-from tinyresnet.device import device_of, xp_of  # noqa: E402
+from tinyresnet.device import device_of  # noqa: E402
 from tinyresnet.optim import SGD  # noqa: E402
 
 from conftest import host  # noqa: E402
@@ -32,76 +33,15 @@ def assert_close(gpu, cpu, what, rtol=1e-4):
                                err_msg=f"{what}: CuPy (gpu) and NumPy (cpu) disagree")
 
 
-def run(op, arrays, device):
-    """op's output and the gradients of its float inputs, computed on `device`, as NumPy arrays."""
-    xp = cupy if device == "gpu" else np
-    args = [Tensor(xp.asarray(a), requires_grad=True) if a.dtype.kind == "f" else xp.asarray(a)
-            for a in arrays]
-    out = op(*args)
-    assert out.device == device, f"the output of an op on {device} inputs is on {out.device}"
-    upstream = np.random.default_rng(1).standard_normal(out.shape).astype(np.float32)
-    out.backward(xp.asarray(upstream))
-    grads = []
-    for i, a in enumerate(args):
-        if isinstance(a, Tensor):
-            assert a.grad is not None, f"argument {i} received no gradient on {device}"
-            assert device_of(a.grad) == device, f"argument {i}'s gradient is on {device_of(a.grad)}, not {device}"
-            grads.append(host(a.grad))
-    return host(out), grads
-
-
-def like(x, values):
-    """A copy of `values` (a NumPy array) on the same device as tensor x."""
-    return xp_of(x.data).array(values)
-
-
 def f32(rng, *shape, scale=1.0, shift=0.0):
     return (rng.standard_normal(shape) * scale + shift).astype(np.float32)
 
 
-RUNNING = np.array([0.3, -0.2, 0.1], dtype=np.float32), np.array([0.5, 1.5, 2.0], dtype=np.float32)
-
-# name: (op, shapes of float32 inputs or ready arrays)
-OPS = {
-    "add": (lambda a, b: a + b, [(2, 3, 4, 4), (1, 3, 1, 1)]),
-    "sub": (lambda a, b: a - b, [(3, 4), (3, 4)]),
-    "mul": (lambda a, b: a * b, [(2, 3, 4, 4), (3, 1, 1)]),
-    "neg": (lambda a: -a, [(3, 4)]),
-    "add-scalar": (lambda a: 2.0 * a + 1.0 - a * 0.5, [(3, 4)]),
-    "matmul": (lambda a, b: a @ b, [(8, 16), (16, 5)]),
-    "matmul-batched": (lambda a, b: a @ b, [(3, 4, 6), (6, 5)]),
-    "matmul-vector": (lambda a, b: a @ b, [(4, 6), (6,)]),
-    "reshape": (lambda a: a.reshape(6, -1), [(2, 3, 4)]),
-    "transpose": (lambda a: a.transpose(2, 0, 1), [(2, 3, 4)]),
-    "sum": (lambda a: a.sum(axis=(0, 2), keepdims=True), [(2, 3, 4)]),
-    "sum-all": (lambda a: a.sum(), [(2, 3, 4)]),
-    "mean": (lambda a: a.mean(axis=1), [(2, 3, 4)]),
-    "relu": (lambda a: a.relu(), [(4, 5)]),
-    "getitem": (lambda a: a[:, 1:, ::2, ::2], [(2, 3, 5, 5)]),
-    "conv2d-s1-p1": (lambda x, w: F.conv2d(x, w, 1, 1), [(2, 3, 8, 8), (4, 3, 3, 3)]),
-    "conv2d-s2-p1": (lambda x, w: F.conv2d(x, w, 2, 1), [(2, 3, 8, 7), (4, 3, 3, 3)]),
-    "conv2d-s1-p0": (lambda x, w: F.conv2d(x, w, 1, 0), [(1, 16, 6, 6), (16, 16, 3, 3)]),
-    "conv2d-1x1-s2": (lambda x, w: F.conv2d(x, w, 2, 0), [(2, 4, 6, 6), (8, 4, 1, 1)]),
-    "batch_norm-train": (lambda x, g, b: F.batch_norm(x, g, b, like(x, RUNNING[0]), like(x, RUNNING[1]), True),
-                         [(4, 3, 4, 4), (3,), (3,)]),
-    "batch_norm-eval": (lambda x, g, b: F.batch_norm(x, g, b, like(x, RUNNING[0]), like(x, RUNNING[1]), False),
-                        [(4, 3, 4, 4), (3,), (3,)]),
-    "cross_entropy": (F.cross_entropy, [(6, 10), np.array([0, 9, 3, 3, 1, 5])]),
-    "linear": (F.linear, [(5, 8), (3, 8), (3,)]),
-    "global_avg_pool": (F.global_avg_pool, [(2, 3, 4, 4)]),
-    "subsample": (F.subsample, [(2, 3, 5, 5)]),
-    "pad_channels": (lambda x: F.pad_channels(x, 2, 2), [(2, 3, 4, 4)]),
-}
-
-
 @pytest.mark.parametrize("name", list(OPS))
 def test_op_matches_numpy(name, rng):
-    op, specs = OPS[name]
-    arrays = [s if isinstance(s, np.ndarray) else f32(rng, *s) for s in specs]
-    if name == "relu":
-        arrays[0] += np.sign(arrays[0]) * 0.1
-    out_cpu, grads_cpu = run(op, arrays, "cpu")
-    out_gpu, grads_gpu = run(op, arrays, "gpu")
+    arrays = inputs(name, rng)
+    out_cpu, grads_cpu = run(name, arrays, np)
+    out_gpu, grads_gpu = run(name, arrays, cupy)
     assert out_gpu.dtype == out_cpu.dtype == np.float32, f"{name}: float32 in, float32 out on both devices"
     assert_close(out_gpu, out_cpu, f"{name} output")
     assert len(grads_gpu) == len(grads_cpu)

@@ -3,10 +3,21 @@
 tinyresnet writes every op once, against an array module `xp`: NumPy on "cpu",
 CuPy on "gpu". CuPy mirrors NumPy's API, so the same line of math runs on
 either. This module is the only place that knows CuPy exists.
+
+Devices are checked at the edges only: `xp_for(device)` (which asks CUDA
+whether a GPU is there), `to_device` and `Module.to`. Inside the math,
+`xp_of(array)` is a lookup by the array's type and never calls into CUDA,
+so it costs nothing per op.
+
+Reading a device value on the host makes the host wait for the GPU. The
+training loop does that rarely and on purpose, through `read_scalars`, which
+brings several values across in one transfer.
 """
 import numpy as np
 
 DEVICES = ("cpu", "gpu")
+
+_MODULE_OF_TYPE = {np.ndarray: np}  # array type -> its array module, learned once per type
 
 
 class DeviceError(RuntimeError):
@@ -22,7 +33,7 @@ def _import_cupy():
 
 
 def gpu_available():
-    """True when CuPy imports and sees at least one CUDA device."""
+    """True when CuPy imports and sees at least one CUDA device (asks the CUDA runtime)."""
     cupy = _import_cupy()
     if cupy is None:
         return False
@@ -48,27 +59,61 @@ def xp_for(device):
                           "e.g. `pip install cupy-cuda12x` (see README.md), or use --device cpu")
     if not gpu_available():
         raise DeviceError("device 'gpu' asked for, but CuPy sees no CUDA device; use --device cpu")
+    _MODULE_OF_TYPE[cupy.ndarray] = cupy
     return cupy
 
 
-def device_of(array):
-    """'gpu' for a CuPy array, 'cpu' for anything else."""
-    return "gpu" if type(array).__module__.startswith("cupy") else "cpu"
-
-
 def xp_of(array):
-    """The array module that holds `array`."""
-    return xp_for(device_of(array))
+    """The array module that holds `array` (numpy for NumPy arrays, scalars and lists).
+
+    A dictionary lookup by type: no CUDA call, so ops can ask it every time.
+    """
+    try:
+        return _MODULE_OF_TYPE[type(array)]
+    except KeyError:
+        return _learn(type(array))
+
+
+def _learn(kind):
+    """The module of a type seen for the first time: CuPy for its arrays, else NumPy."""
+    xp = np
+    if kind.__module__.partition(".")[0] == "cupy":
+        cupy = _import_cupy()  # already imported: an array of it exists
+        if cupy is not None and issubclass(kind, cupy.ndarray):
+            xp = cupy
+    _MODULE_OF_TYPE[kind] = xp
+    return xp
+
+
+def device_of(array):
+    """'gpu' for a CuPy array, 'cpu' for anything else (NumPy arrays and scalars, lists, numbers)."""
+    if xp_of(array) is not np or type(array).__module__.partition(".")[0] == "cupy":
+        return "gpu"
+    return "cpu"
 
 
 def to_device(array, device):
     """A copy of `array` on `device` (the same array if it is already there)."""
     if device_of(array) == device:
         return array
-    xp_for(device)  # a clear error if the device cannot be used
+    xp = xp_for(device)  # a clear error if the device cannot be used
     if device == "cpu":
-        return array.get()
-    return _import_cupy().asarray(array)
+        return array.get()  # the explicit device-to-host copy (waits for the GPU)
+    return xp.asarray(array)
+
+
+def read_scalars(*values):
+    """Python floats of device (or host) scalars, brought to the host in one transfer.
+
+    Each `float(gpu_scalar)` waits for the GPU separately; stacking the
+    scalars first makes it one wait and one copy.
+    """
+    arrays = [v for v in values if hasattr(v, "dtype")]
+    if not arrays:
+        return tuple(float(v) for v in values)
+    xp = xp_of(arrays[0])
+    host = to_device(xp.stack([xp.asarray(v, dtype=xp.float64) for v in values]), "cpu")
+    return tuple(float(v) for v in host.tolist())
 
 
 def same_device(*arrays, op="op"):

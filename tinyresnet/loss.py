@@ -11,22 +11,30 @@ def cross_entropy(logits, labels):
     logits: (N, K) scores; labels: (N,) integers in [0, K).
     Subtracting each row's max before exp() changes nothing mathematically and
     keeps exp() from overflowing. The gradient is (softmax - onehot) / N.
+
+    Labels outside [0, K) raise ValueError when they are on the host. On the
+    GPU, checking them would make the host wait for the device every step, and
+    CuPy would silently wrap such an index around; there the loss and its
+    gradient become NaN instead, so a bad label never gives a plausible number.
     """
     labels = labels.data if isinstance(labels, Tensor) else labels
     xp = xp_of(logits.data)
     if not hasattr(labels, "dtype"):
         labels = xp.asarray(labels)
     _check(logits, labels)
-    n = logits.shape[0]
+    n, k = logits.shape
     z = logits.data - logits.data.max(axis=1, keepdims=True)
     log_probs = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
     rows = xp.arange(n)
-    loss = -log_probs[rows, labels].mean()
+    outside = (labels < 0) | (labels >= k)
+    cols = xp.where(outside, 0, labels)
+    poison = xp.where(outside.any(), xp.nan, 0).astype(log_probs.dtype)  # NaN if a label is bad
+    loss = -log_probs[rows, cols].mean() + poison
 
     def backward(g):
         d = xp.exp(log_probs)
-        d[rows, labels] -= 1
-        return (d * (g / n),)
+        d[rows, cols] -= 1
+        return (d * (g / n + poison),)
     return Tensor.from_op(loss, (logits,), backward, "cross_entropy")
 
 

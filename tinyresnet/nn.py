@@ -8,7 +8,7 @@ import numpy as np
 
 from . import functional as F
 from .autograd import HookHandle, Tensor
-from .device import device_of, to_device
+from .device import device_of, to_device, xp_of
 
 _rng = np.random.default_rng(0)
 
@@ -20,10 +20,10 @@ def manual_seed(seed):
 
 
 class Parameter(Tensor):
-    """A tensor that a Module trains: requires_grad is always on."""
+    """A tensor that a Module trains: requires_grad is always on; a float32 copy of data, on data's device."""
 
     def __init__(self, data):
-        super().__init__(np.array(data, dtype=np.float32), requires_grad=True)
+        super().__init__(xp_of(data).array(data, dtype=np.float32), requires_grad=True)
 
 
 class Module:

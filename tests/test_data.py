@@ -183,6 +183,14 @@ class Payload:
         return exec, (f"open({self.marker!r}, 'w').close()",)
 
 
+def rewrite(fake, name, change, python2_style=True):
+    """Replace the fake folder's file `name` by change(its content)."""
+    path = fake / "cifar-10-batches-py" / name
+    with open(path, "rb") as f:
+        content = pickle.load(f, encoding="bytes")
+    dump(change(content), path, python2_style)
+
+
 POISON_SPOTS = {
     "the whole file": lambda good, payload: payload,
     "the labels": lambda good, payload: {**good, b"labels": payload},
@@ -194,13 +202,10 @@ POISON_SPOTS = {
 @pytest.mark.parametrize("name", ["data_batch_1", "test_batch", "batches.meta"])
 @pytest.mark.parametrize("python2_style", [True, False], ids=["python2", "protocol4"])
 def test_poisoned_pickle_runs_no_code(fake, tmp_path, name, spot, python2_style):
-    path = fake / "cifar-10-batches-py" / name
-    with open(path, "rb") as f:
-        good = pickle.load(f, encoding="bytes")
     marker = tmp_path / "payload-ran"
-    dump(POISON_SPOTS[spot](good, Payload(marker)), path, python2_style)
-    with pytest.raises(DataError, match=rf"{name}: not loaded: it asks for (builtins|__builtin__).exec, which no CIFAR-10 file "
-                                        r"contains \(a pickle can run code\); refused"):
+    rewrite(fake, name, lambda good: POISON_SPOTS[spot](good, Payload(marker)), python2_style)
+    with pytest.raises(DataError, match=rf"{name}: not loaded: it asks for (builtins|__builtin__).exec, which no "
+                                        r"CIFAR-10 file contains \(a pickle can run code\); refused"):
         load_cifar10(fake, download=False)
     assert not marker.exists(), f"loading {name} ran the code hidden in {spot}"
 
@@ -222,66 +227,46 @@ def test_the_real_files_pass_the_checks():
     assert x.shape == (10000, 3, 32, 32) and np.bincount(y).tolist() == [1000] * 10
 
 
-def _bad_batch(good, change):
-    bad = dict(good)
-    bad.update(change(good))
-    return bad
-
-
-MALFORMED = {  # what is wrong: (change to a good batch, the error it must give)
-    "float pixels": (lambda g: {b"data": g[b"data"].astype(np.float32)}, r"pixels must be a uint8 array, got dtype float32"),
-    "int64 pixels out of range": (lambda g: {b"data": g[b"data"].astype(np.int64) * 300},
+MALFORMED = {  # what is wrong: (the file, how its content changes, the error it must give)
+    "float pixels": ("data_batch_3", lambda b: {**b, b"data": b[b"data"].astype(np.float32)},
+                     r"pixels must be a uint8 array, got dtype float32"),
+    "int64 pixels out of range": ("data_batch_3", lambda b: {**b, b"data": b[b"data"].astype(np.int64) * 300},
                                   r"pixels must be a uint8 array, got dtype int64"),
-    "pixels as a list": (lambda g: {b"data": g[b"data"].tolist()}, r"pixels must be a uint8 array, got list"),
-    "a 10-image batch": (lambda g: {b"data": g[b"data"][:10], b"labels": g[b"labels"][:10]},
+    "pixels as a list": ("data_batch_3", lambda b: {**b, b"data": b[b"data"].tolist()},
+                         r"pixels must be a uint8 array, got list"),
+    "a 10-image batch": ("data_batch_3", lambda b: {**b, b"data": b[b"data"][:10], b"labels": b[b"labels"][:10]},
                          r"pixels must have shape \(60, 3072\) \(60 images as batches.meta says.*got \(10, 3072\)"),
-    "images of another size": (lambda g: {b"data": g[b"data"][:, :1024]}, r"pixels must have shape .*got \(60, 1024\)"),
-    "float labels": (lambda g: {b"labels": [v + 0.5 for v in g[b"labels"]]}, r"labels must be integers, got 7.5 \(float\)"),
-    "boolean labels": (lambda g: {b"labels": [True] * 60}, r"labels must be integers, got True \(bool\)"),
-    "label 10": (lambda g: {b"labels": [10] + g[b"labels"][1:]}, r"labels must lie in 0..9, got values from 0 to 10"),
-    "label -1": (lambda g: {b"labels": [-1] + g[b"labels"][1:]}, r"labels must lie in 0..9, got values from -1 to 9"),
-    "too few labels": (lambda g: {b"labels": g[b"labels"][:59]}, r"labels must be 60 integers"),
-    "labels as text": (lambda g: {b"labels": b"0123"}, r"labels must be 60 integers, got bytes"),
+    "images of another size": ("test_batch", lambda b: {**b, b"data": b[b"data"][:, :1024]},
+                               r"pixels must have shape .*got \(60, 1024\)"),
+    "float labels": ("data_batch_3", lambda b: {**b, b"labels": [7.5] + b[b"labels"][1:]},
+                     r"labels must be integers, got 7.5 \(float\)"),
+    "boolean labels": ("data_batch_3", lambda b: {**b, b"labels": [True] * 60},
+                       r"labels must be integers, got True \(bool\)"),
+    "label 10": ("data_batch_3", lambda b: {**b, b"labels": [10] + b[b"labels"][1:]},
+                 r"labels must lie in 0..9, got values from 0 to 10"),
+    "label -1": ("test_batch", lambda b: {**b, b"labels": [-1] + b[b"labels"][1:]},
+                 r"labels must lie in 0..9, got values from -1 to 9"),
+    "too few labels": ("data_batch_3", lambda b: {**b, b"labels": b[b"labels"][:59]}, r"labels must be 60 integers"),
+    "labels as text": ("data_batch_3", lambda b: {**b, b"labels": b"0123"}, r"labels must be 60 integers, got bytes"),
+    "a key missing": ("test_batch", lambda b: {k: v for k, v in b.items() if k != b"filenames"},
+                      r"not a CIFAR-10 file: keys .* expected; missing \[b'filenames'\]"),
+    "an extra key": ("data_batch_1", lambda b: {**b, b"extra": 1}, r"not a CIFAR-10 file: .*unexpected \[b'extra'\]"),
+    "not a dict": ("data_batch_5", lambda b: [b], r"not a CIFAR-10 file: it holds a list, not a dict"),
+    "meta: a float count": ("batches.meta", lambda m: {**m, b"num_cases_per_batch": 60.0},
+                            r"num_cases_per_batch must be a positive integer, got 60.0"),
+    "meta: num_vis": ("batches.meta", lambda m: {**m, b"num_vis": 1024}, r"num_vis must be 3072"),
+    "meta: class order": ("batches.meta", lambda m: {**m, b"label_names": m[b"label_names"][::-1]},
+                          r"label_names are not CIFAR-10's ten classes"),
+    "meta: a key missing": ("batches.meta", lambda m: {k: v for k, v in m.items() if k != b"num_vis"},
+                            r"not a CIFAR-10 file: .*missing \[b'num_vis'\]"),
 }
 
 
-@pytest.mark.parametrize("problem", MALFORMED, ids=lambda p: p.replace(" ", "-"))
-def test_malformed_batch_is_refused_naming_the_file_and_the_problem(fake, problem):
-    path = fake / "cifar-10-batches-py" / "data_batch_3"
-    with open(path, "rb") as f:
-        good = pickle.load(f, encoding="bytes")
-    change, message = MALFORMED[problem]
-    if problem == "float labels":
-        good[b"labels"][0] = 7
-    dump(_bad_batch(good, change), path)
-    with pytest.raises(DataError, match=rf"data_batch_3: {message}"):
-        load_cifar10(fake, download=False)
-
-
-@pytest.mark.parametrize("change, message", [
-    (lambda b: {k: v for k, v in b.items() if k != b"filenames"}, r"missing \[b'filenames'\]"),
-    (lambda b: {**b, b"extra": 1}, r"unexpected \[b'extra'\]"),
-    (lambda b: [b], r"it holds a list, not a dict"),
-], ids=["missing-key", "extra-key", "not-a-dict"])
-def test_batch_without_the_official_keys_is_refused(fake, change, message):
-    path = fake / "cifar-10-batches-py" / "test_batch"
-    with open(path, "rb") as f:
-        dump(change(pickle.load(f, encoding="bytes")), path)
-    with pytest.raises(DataError, match=rf"test_batch: .*{message}"):
-        load_cifar10(fake, download=False)
-
-
-@pytest.mark.parametrize("change, message", [
-    (lambda m: {**m, b"num_cases_per_batch": 60.0}, r"num_cases_per_batch must be a positive integer, got 60.0"),
-    (lambda m: {**m, b"num_vis": 1024}, r"num_vis must be 3072"),
-    (lambda m: {**m, b"label_names": m[b"label_names"][::-1]}, r"label_names are not CIFAR-10's ten classes"),
-    (lambda m: {k: v for k, v in m.items() if k != b"num_vis"}, r"missing \[b'num_vis'\]"),
-], ids=["float-count", "num-vis", "class-order", "missing-key"])
-def test_malformed_meta_is_refused(fake, change, message):
-    path = fake / "cifar-10-batches-py" / "batches.meta"
-    with open(path, "rb") as f:
-        dump(change(pickle.load(f, encoding="bytes")), path)
-    with pytest.raises(DataError, match=rf"batches.meta: .*{message}"):
+@pytest.mark.parametrize("problem", MALFORMED, ids=lambda p: p.replace(" ", "-").replace(":", ""))
+def test_malformed_file_is_refused_naming_it_and_the_problem(fake, problem):
+    name, change, message = MALFORMED[problem]
+    rewrite(fake, name, change)
+    with pytest.raises(DataError, match=rf"{name}: {message}"):
         load_cifar10(fake, download=False)
 
 

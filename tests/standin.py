@@ -601,7 +601,13 @@ class _Device:
         _sync("Device.synchronize()")
 
 
-cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1), Device=_Device)
+def _device_properties(device):
+    return {"name": b"stand-in GPU (NumPy inside)", "major": 0, "minor": 0}  # CuPy's name is bytes too
+
+
+cuda = types.SimpleNamespace(Device=_Device, runtime=types.SimpleNamespace(
+    getDeviceCount=lambda: 1, getDeviceProperties=_device_properties))
+__version__ = "0+standin"
 
 # CuPy's dtypes and constants are NumPy's own objects
 float16, float32, float64 = np.float16, np.float32, np.float64

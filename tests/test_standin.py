@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 
 import standin
-from ops_table import OPS, host, inputs, run
-from tinyresnet import Tensor, manual_seed, nn, optim
+from cifar_fixture import write_fake_cifar
+from ops_table import OPS, inputs, run
+from tinyresnet import Tensor, manual_seed, nn, optim, train
 from tinyresnet import device as devices
 from tinyresnet import functional as F
 from tinyresnet.models import cifar_resnet
+from tinyresnet.run.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.standin
 
@@ -202,6 +204,55 @@ def test_state_dict_loads_onto_the_device(xp):
 def test_parameter_from_a_device_array(xp):
     p = nn.Parameter(xp.ones(3, dtype=np.float64))
     assert p.device == "gpu" and p.dtype == np.float32
+
+
+# ------------------------------------------------------------ a training run
+
+def recorded(fn, records, is_strict=False):
+    """fn, recording the transfers of each call into records (and refusing reads if is_strict)."""
+    def wrapper(*args, **kwargs):
+        with standin.recording() as record, (standin.strict() if is_strict else _nothing()):
+            result = fn(*args, **kwargs)
+        records.append(record)
+        return result
+    return wrapper
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_three_iterations_train_on_the_device_and_read_it_once_per_window(xp, tmp_path, monkeypatch):
+    """The loop on the GPU: no step reads the device (no host-side label check, no host RNG, no
+    sync), each logging window reads it once, evaluation once, and the checkpoint is host arrays."""
+    fake = write_fake_cifar(tmp_path / "cifar", per_file=5)
+    monkeypatch.setattr(train, "READ_EVERY", 2)
+    epochs, steps, windows, evaluations = [], [], [], []
+    monkeypatch.setattr(train, "train_one_epoch", recorded(train.train_one_epoch, epochs))
+    monkeypatch.setattr(train, "train_step", recorded(train.train_step, steps, is_strict=True))
+    monkeypatch.setattr(train, "read_window", recorded(train.read_window, windows))
+    monkeypatch.setattr(train, "evaluate", recorded(train.evaluate, evaluations))
+    argv = ["--depth", "8", "--batch-size", "8", "--iterations", "3", "--data-dir", str(fake), "--quiet"]
+    on_device = train.main([*argv, "--device", "gpu", "--out", str(tmp_path / "gpu")])
+
+    assert len(steps) == 3 and not any(r.syncs or r.uploads for r in steps), steps
+    assert [len(r.syncs) for r in windows] == [1], [r.syncs for r in windows]
+    in_epochs = [where for r in epochs for where in r.syncs]
+    assert len(in_epochs) == len(windows), f"the epoch loop read the device outside its window reads: {in_epochs}"
+    assert [len(r.syncs) for r in evaluations] == [1], [r.syncs for r in evaluations]
+    checkpoint = load_checkpoint(tmp_path / "gpu" / "checkpoint.npz")
+    assert all(type(v) is np.ndarray for v in checkpoint["model"].values())
+    assert all(v is None or type(v) is np.ndarray for v in checkpoint["optimizer"]["velocity"])
+
+    on_cpu = train.main([*argv, "--out", str(tmp_path / "cpu")])
+    for key in ("train_loss", "train_error", "test_loss", "test_error"):
+        assert on_device[key] == pytest.approx(on_cpu[key], rel=1e-4, abs=1e-6), key
+    resumed = train.main(["--out", str(tmp_path / "gpu"), "--resume", "--iterations", "6", "--quiet"])
+    assert resumed["iterations"] == 6 and resumed["device"] == "gpu"
 
 
 # ------------------------------------------------------------ the package leaves the allocator alone

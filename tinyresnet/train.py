@@ -27,7 +27,7 @@ from . import functional as F
 from . import models, optim
 from .autograd import Tensor, no_grad
 from .data import Loader, load_cifar10, per_pixel_mean, split_train_val, subset
-from .device import to_device, xp_for
+from .device import read_scalars, to_device, xp_for
 from .memory import keep_freed_memory
 from .nn import manual_seed
 from .run import folder, report, resume, stops
@@ -129,8 +129,8 @@ def evaluate(model, loader, device, quiet=True):
             loss_sum = loss_sum + F.cross_entropy(logits, y).data * len(y)
             wrong = wrong + (logits.data.argmax(axis=1) != y).sum()
     model.train()
-    n = len(loader.x)
-    return float(loss_sum) / n, int(wrong) / n
+    loss_sum, wrong = read_scalars(loss_sum, wrong)  # one wait for the device, at the end
+    return loss_sum / len(loader.x), wrong / len(loader.x)
 
 
 def end_of_epoch(state):

@@ -1,6 +1,8 @@
 """Exact resume: what a checkpoint keeps of a run, how a fresh run takes it back, and the replay.
 
-A resumed run continues bit for bit as if it had never stopped. The checkpoint holds the
+A resumed run continues bit for bit as if it had never stopped. Every random number is drawn
+on the host (initialization, shuffling, augmentation), so on the GPU too there is no device
+random state to keep. The checkpoint holds the
 weights and batch-norm statistics, SGD's momentum buffers and step count, the schedule's
 state (warm-up over or not), the random generator's state at the start of the epoch, the
 running sums and the log rows. An epoch resumed in the middle replays its shuffle and its
@@ -10,7 +12,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..device import xp_for
+import numpy as np
+
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .folder import CHECKPOINT, CONFIG, LOG, make_config, now, write_json, write_log
 from .recipe import EXPERIMENT, FIXED, LENGTH, WHERE, UsageError, command_line, spelled
@@ -78,14 +81,15 @@ def save(state):
     """Checkpoint everything that changes during training; never a diverged state."""
     if state.epoch_sums.steps:
         check_finite(state, state.epoch_sums.read()[0], "training loss")
-    if not all(bool(xp_for(state.device).isfinite(p.data).all()) for p in state.model.parameters()):
+    model = state.model.state_dict()  # host copies: checked here, without a wait per parameter
+    if not all(np.isfinite(values).all() for values in model.values()):
         check_finite(state, float("nan"), "model's weights")
     save_checkpoint(state.out / CHECKPOINT, {
         "args": state.recipe.as_dict(),
         "total": state.total,
         "iteration": state.iteration,
         "epoch": state.iteration / state.batches_per_epoch,  # for the reader; iteration is what counts
-        "model": state.model.state_dict(),          # weights and batch-norm running statistics
+        "model": model,                             # weights and batch-norm running statistics
         "optimizer": state.opt.state_dict(),        # momentum buffers, step count, schedule (warm-up)
         "epoch_rng": state.epoch_rng,               # rng state at the start of the current epoch
         "epoch_sums": state.epoch_sums.state_dict(),

@@ -4,6 +4,8 @@ import math
 import time
 from pathlib import Path
 
+from ..device import read_scalars
+
 
 class State:
     """Everything a run holds.
@@ -74,11 +76,13 @@ class Sums:
         self.steps += 1
 
     def read(self):
-        """(mean minibatch loss, error as a fraction); waits for the device."""
+        """(mean minibatch loss, error as a fraction): one transfer, which waits for the device."""
         if not self.steps:
             return math.nan, math.nan
-        return float(self.loss) / self.steps, int(self.wrong) / self.images
+        loss, wrong = read_scalars(self.loss, self.wrong)
+        return loss / self.steps, wrong / self.images
 
     def state_dict(self):
-        return {"loss": float(self.loss), "wrong": int(self.wrong),
-                "images": self.images, "steps": self.steps}
+        """The sums as host numbers (for the checkpoint)."""
+        loss, wrong = read_scalars(self.loss, self.wrong)
+        return {"loss": loss, "wrong": int(wrong), "images": self.images, "steps": self.steps}

@@ -571,7 +571,7 @@ abs = globals()["absolute"]
 for _name in ("sum", "mean", "prod", "amax", "amin", "max", "min", "argmax", "argmin", "all", "any",
               "var", "std", "count_nonzero", "where", "clip", "reshape", "transpose", "swapaxes",
               "expand_dims", "squeeze", "stack", "concatenate", "broadcast_to", "moveaxis", "ravel",
-              "flip", "matmul", "dot", "tensordot"):
+              "flip", "tile", "repeat", "matmul", "dot", "tensordot"):
     globals()[_name] = _function(getattr(np, _name))
 
 

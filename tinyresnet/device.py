@@ -17,7 +17,8 @@ import numpy as np
 
 DEVICES = ("cpu", "gpu")
 
-_MODULE_OF_TYPE = {np.ndarray: np}  # array type -> its array module, learned once per type
+_MODULE_OF_TYPE = {np.ndarray: np}     # array type -> its array module, learned once per type
+_DEVICE_OF_TYPE = {np.ndarray: "cpu"}  # array type -> "cpu" or "gpu"
 
 
 class DeviceError(RuntimeError):
@@ -59,7 +60,7 @@ def xp_for(device):
                           "e.g. `pip install cupy-cuda12x` (see README.md), or use --device cpu")
     if not gpu_available():
         raise DeviceError("device 'gpu' asked for, but CuPy sees no CUDA device; use --device cpu")
-    _MODULE_OF_TYPE[cupy.ndarray] = cupy
+    _MODULE_OF_TYPE[cupy.ndarray], _DEVICE_OF_TYPE[cupy.ndarray] = cupy, "gpu"
     return cupy
 
 
@@ -76,20 +77,22 @@ def xp_of(array):
 
 def _learn(kind):
     """The module of a type seen for the first time: CuPy for its arrays, else NumPy."""
-    xp = np
-    if kind.__module__.partition(".")[0] == "cupy":
+    xp, on_gpu = np, kind.__module__.partition(".")[0] == "cupy"
+    if on_gpu:
         cupy = _import_cupy()  # already imported: an array of it exists
         if cupy is not None and issubclass(kind, cupy.ndarray):
             xp = cupy
-    _MODULE_OF_TYPE[kind] = xp
+    _MODULE_OF_TYPE[kind], _DEVICE_OF_TYPE[kind] = xp, "gpu" if on_gpu else "cpu"
     return xp
 
 
 def device_of(array):
     """'gpu' for a CuPy array, 'cpu' for anything else (NumPy arrays and scalars, lists, numbers)."""
-    if xp_of(array) is not np or type(array).__module__.partition(".")[0] == "cupy":
-        return "gpu"
-    return "cpu"
+    try:
+        return _DEVICE_OF_TYPE[type(array)]
+    except KeyError:
+        _learn(type(array))
+        return _DEVICE_OF_TYPE[type(array)]
 
 
 def to_device(array, device):

@@ -3,119 +3,37 @@
 Depth 8, 25 training images in batches of 8 (3 steps per epoch), 5 test
 images: each run takes a fraction of a second. No test touches the network.
 """
-import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cifar_fixture import write_fake_cifar
-from tinyresnet import functional, is_grad_enabled, optim, train
+from tinyresnet import functional, is_grad_enabled, train
 from tinyresnet.run import checkpoint as ckpt_module
-from tinyresnet.run import folder
-from tinyresnet.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tinyresnet.device import gpu_available
+from tinyresnet.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+pytest.register_assert_rewrite("train_helpers")
+from train_helpers import (RECIPE, after_call, assert_same_run, ctrl_c, exit_status,  # noqa: E402
+                           keyboard_interrupt, log_rows, tiny)
+
+pytest_plugins = ["train_helpers"]  # its fixtures: fake, uninterrupted, no_network, short_reads
 
 pytestmark = pytest.mark.train
 
+
+@pytest.fixture(autouse=True)
+def offline_with_short_reads(no_network, short_reads):
+    """Every test here: no download can happen, and the running loss is read every 2 steps."""
+
+
 ROOT = Path(__file__).resolve().parent.parent
 HAS_GPU = gpu_available()
-
-
-@pytest.fixture(scope="module")
-def fake(tmp_path_factory):
-    return write_fake_cifar(tmp_path_factory.mktemp("cifar"), per_file=5)
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any download attempt fails as if offline."""
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network in tests")
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-
-
-def read_often(mp):
-    """Read the running loss every 2 steps, so that the reads (NaN checks, warm-up) happen in
-    these short runs, and end the warm-up at the first read (the error is always < 101%), so
-    that its state matters when resuming."""
-    mp.setattr(train, "READ_EVERY", 2)
-    mp.setattr(optim, "WARMUP_UNTIL", 1.01)
-
-
-@pytest.fixture(autouse=True)
-def short_reads(monkeypatch):
-    read_often(monkeypatch)
-
-
-def tiny(fake, out, *more, quiet=True):
-    return ["--depth", "8", "--batch-size", "8", "--data-dir", str(fake), "--out", str(out),
-            *(["--quiet"] if quiet else []), *more]
-
-
-RECIPE = ("--epochs", "2", "--warmup")  # 6 steps, LR drops at 3 and 4
-
-
-def log_rows(out, keep_time=False):
-    with open(Path(out) / "log.csv", newline="") as f:
-        rows = list(csv.reader(f))
-    assert rows[0] == list(folder.LOG_COLUMNS)
-    return [r if keep_time else r[:-1] for r in rows[1:]]
-
-
-def weights(out):
-    return load_checkpoint(Path(out) / "checkpoint.npz")["model"]
-
-
-def after_call(n, fn, action):
-    """fn, but action() runs after its n-th call returns."""
-    calls = [0]
-
-    def wrapper(*args, **kwargs):
-        result = fn(*args, **kwargs)
-        calls[0] += 1
-        if calls[0] == n:
-            action()
-        return result
-    return wrapper
-
-
-def ctrl_c():
-    signal.raise_signal(signal.SIGINT)
-
-
-def keyboard_interrupt():
-    raise KeyboardInterrupt
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(fake, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "uninterrupted"
-    with pytest.MonkeyPatch.context() as mp:
-        read_often(mp)
-        summary = train.main(tiny(fake, out, *RECIPE))
-    return out, summary
-
-
-def assert_same_run(out, reference):
-    assert log_rows(out) == log_rows(reference)
-    a, b = weights(out), weights(reference)
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-
-
-def exit_status(argv):
-    with pytest.raises(SystemExit) as e:
-        train.main(argv)
-    return e.value.code
 
 
 # ---------------------------------------------------------------- files
@@ -236,7 +154,7 @@ def test_resume_can_lengthen_the_run(fake, tmp_path, capsys):
     out = tmp_path / "longer"
     train.main(tiny(fake, out, "--iterations", "2"))
     train.main(["--out", str(out), "--resume", "--iterations", "4"])
-    assert "instead of 2" in capsys.readouterr().out
+    assert "instead of 2" in capsys.readouterr().err  # a warning: on stderr, even with --quiet (issue 15)
     assert [r[0] for r in log_rows(out)] == ["2", "3", "4"]  # 3: the end of epoch 1
 
 

@@ -201,6 +201,8 @@ def load_cifar10(data_dir=None, download=True):
     """
     root = find_data_dir(data_dir)
     folder = root / FOLDER
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root} is a file, not a folder; {HINT}")
     if not folder.is_dir():
         if not download:
             raise DataError(f"{folder} not found; {HINT}")

@@ -73,9 +73,9 @@ class SGD:
 
 def paper_schedule(lr, total, warmup=False):
     """The paper's rule for a run of `total` iterations: lr, divided by 10 at 50% and at 75%
-    of the run (its 32k and 48k of 64k); with warmup, the
-    ResNet-110 warm-up in front (Warmup)."""
-    schedule = StepDecay(lr, [total // 2, total * 3 // 4])
+    of the run (its 32k and 48k of 64k), never before the first step (a run of 1 iteration
+    trains at lr); with warmup, the ResNet-110 warm-up in front (Warmup)."""
+    schedule = StepDecay(lr, [max(1, total // 2), max(1, total * 3 // 4)])
     return Warmup(schedule, WARMUP_LR, WARMUP_UNTIL) if warmup else schedule
 
 

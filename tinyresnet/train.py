@@ -153,26 +153,33 @@ def end_of_epoch(state):
         tqdm.write(report.epoch_line(state, row))
 
 
-def session(recipe, typed, argv):
-    """Train as recipe says, from its start or from its checkpoint (--resume), to the end or to a
-    stop; typed: the options the user gave (--resume takes the others from the checkpoint);
-    argv: the command-line words config.json records. Returns the summary dict."""
-    keep_freed_memory()  # reuse freed host memory from step to step (memory.py)
-    recipe, ckpt = resume.open_run(recipe.resolved(), typed)
-    state = build(recipe)
-    resume.begin(state, ckpt, argv)
-    if not recipe.quiet:
-        print(report.introduction(state))
+def train_epochs(state):
+    """The epoch loop: train, evaluate, log and save every epoch, to the end of the run or a stop."""
     with stops.stop_cleanly(state) as stop:
         while state.iteration < state.total:
             reached_the_end = train_one_epoch(state, stop)
             if reached_the_end:
                 end_of_epoch(state)
-            else:                           # Ctrl-C between two steps: save the state reached
+            else:                           # Ctrl-C (or SIGTERM) between two steps: save the state reached
                 resume.save(state)
             if stop.requested and state.iteration < state.total:
-                raise stops.interrupted(state, at_epoch_end=reached_the_end)
-    return report.summarize(state)
+                raise stops.interrupted(state, stop, at_epoch_end=reached_the_end)
+
+
+def session(recipe, typed, argv):
+    """Train as recipe says, from its start or from its checkpoint (--resume), to the end or to a
+    stop; typed: the options the user gave (--resume takes the others from the checkpoint);
+    argv: the command-line words config.json records. Returns the summary dict."""
+    keep_freed_memory()  # reuse freed host memory from step to step (memory.py)
+    recipe = recipe.resolved()
+    with folder.claimed(recipe.out):        # one run at a time in --out
+        recipe, ckpt = resume.open_run(recipe, typed)
+        state = build(recipe)
+        resume.begin(state, ckpt, argv)
+        if not recipe.quiet:
+            print(report.introduction(state))
+        train_epochs(state)
+        return report.summarize(state)
 
 
 def run(recipe=None, /, **options):
@@ -188,12 +195,11 @@ def run(recipe=None, /, **options):
 
 
 def main(argv=None):
-    """The command line: returns the summary, or exits with status 2, 1 or 130 and one line."""
+    """The command line: prints the summary (--quiet too) and returns it, or exits with one line
+    and the status report.py lists."""
     with report.exit_status():
-        recipe, typed, argv = parse_command_line(argv)
-        summary = session(recipe, typed, argv)
-        if not recipe.quiet:
-            print(report.summary_text(summary))
+        summary = session(*parse_command_line(argv))
+        print(report.summary_text(summary))
         return summary
 
 

@@ -7,20 +7,16 @@ one JSON document that names them. Loading uses `allow_pickle=False`, so a
 checkpoint file can never run code (a pickle can).
 
 Atomic means a reader sees either the old checkpoint or the new one, never
-half of one: the new file is written under a temporary name in the same
-folder, flushed to the disk (fsync), and then renamed over the old one with
-os.replace, which is a single step for the file system. If the program dies
-or the disk fills up while writing, the previous checkpoint is untouched.
+half of one (see atomic.py): if the program dies or the disk fills up while
+writing, the previous checkpoint is untouched.
 """
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..device import device_of, to_device
+from .atomic import atomic_write
 
 FORMAT = "tinyresnet-checkpoint-1"
 META = "__meta__"      # the .npz entry holding the JSON document
@@ -36,19 +32,8 @@ def save_checkpoint(path, state):
     path = Path(path)
     arrays = {}
     meta = json.dumps({"format": FORMAT, "state": _pack(state, arrays)})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{META: np.frombuffer(meta.encode(), dtype=np.uint8)}, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private (0600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_folder(path.parent)
+    with atomic_write(path, "wb", durable=True) as f:
+        np.savez(f, **{META: np.frombuffer(meta.encode(), dtype=np.uint8)}, **arrays)
 
 
 def load_checkpoint(path):
@@ -69,8 +54,12 @@ def load_checkpoint(path):
         return _unpack(meta["state"], arrays)
     except Exception as e:  # a truncated zip, a bad JSON, a missing entry...
         reason = str(e).splitlines()[0] if str(e) else ""
-        raise CheckpointError(f"{path}: not a readable tinyresnet checkpoint "
-                              f"({type(e).__name__}{': ' + reason if reason else ''})") from None
+        raise unreadable(path, f"{type(e).__name__}{': ' + reason if reason else ''}") from None
+
+
+def unreadable(path, reason):
+    """The CheckpointError for a file that is damaged or crafted, whatever is wrong in it."""
+    return CheckpointError(f"{path}: not a readable tinyresnet checkpoint ({reason})")
 
 
 def _pack(obj, arrays):
@@ -100,13 +89,3 @@ def _unpack(obj, arrays):
     if isinstance(obj, list):
         return [_unpack(v, arrays) for v in obj]
     return obj
-
-
-def _fsync_folder(folder):
-    """Make the rename itself durable (POSIX); harmless where folders cannot be opened."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -10,23 +10,31 @@
                   the last step's. wall_time is seconds since the run began, summed over resumes.
   checkpoint.npz  everything needed to go on exactly where the run stopped (resume.py, checkpoint.py)
 
+  .lock           while a run holds the folder: its process id (see claimed)
+
 This module writes them and reads them back (plot.py draws what read_log gives). Whole files
-are written atomically (a temporary file, then a rename), like the checkpoint.
+are written atomically (atomic.py), like the checkpoint.
 """
+import contextlib
 import csv
 import json
 import os
 import platform
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from ..device import xp_for
-from .recipe import command_line, run_label
+from .atomic import atomic_write, naming, sweep
+from .recipe import UsageError, command_line, run_label
 
-CHECKPOINT, LOG, CONFIG = "checkpoint.npz", "log.csv", "config.json"
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks there; runs are not protected from each other
+    fcntl = None
+
+CHECKPOINT, LOG, CONFIG, LOCK = "checkpoint.npz", "log.csv", "config.json", ".lock"
 LOG_COLUMNS = ("iteration", "epoch", "lr", "train_loss", "train_error",
                "test_loss", "test_error", "wall_time")
 LOG_FORMATS = {"iteration": "{:d}", "epoch": "{:g}", "lr": "{:g}", "train_loss": "{:.6f}",
@@ -35,7 +43,63 @@ LOG_FORMATS = {"iteration": "{:d}", "epoch": "{:g}", "lr": "{:g}", "train_loss":
 
 
 class RunFolderError(Exception):
-    """A folder, or a log in it, that is not what tinyresnet.train writes; explained in one line."""
+    """A folder, or a file in it, that is not what tinyresnet.train writes; explained in one line."""
+
+
+class InUse(UsageError):
+    """--out is held by another run that is still going (exit status 2)."""
+
+
+# ------------------------------------------------------------------ one run at a time
+
+@contextlib.contextmanager
+def claimed(out):
+    """Hold the folder out for one run: an exclusive lock on out/.lock for as long as the run lasts.
+
+    A second run into the same folder is refused (InUse, naming the holder's process id).
+    The lock is the operating system's (flock), so it goes with the process that held it:
+    a run killed with -9 leaves its .lock file, but not the lock, and the next run takes it.
+    Also sweeps the temporary files a killed run left. A folder made here that the run
+    leaves empty (a start that failed) is removed again.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder; give a folder for the run")
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    fd = _lock(out / LOCK)
+    try:
+        sweep(out, (CHECKPOINT, LOG, CONFIG))
+        yield out
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(out / LOCK)
+        os.close(fd)
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if empty
+
+
+def _lock(path):
+    """An open descriptor of path holding its exclusive lock, with our process id written in it."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is None:
+            break
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise InUse(f"{path.parent} is in use by another run (process {holder}); wait until it "
+                        "ends, or give another --out") from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        os.close(fd)  # the run that held it just removed that file: lock the one that is there now
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 # ------------------------------------------------------------------ names
@@ -61,17 +125,18 @@ def _folder(run_dir):
 
 def write_log(path, rows):
     """log.csv with a header and `rows`, replacing any old one atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
+    with atomic_write(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(LOG_COLUMNS)
         writer.writerows(_formatted(row) for row in rows)
-    _publish(tmp, path)
 
 
 def append_row(path, row):
-    with open(path, "a", newline="") as f:  # closing flushes: the row is on disk at once
-        csv.writer(f).writerow(_formatted(row))
+    try:
+        with open(path, "a", newline="") as f:  # closing flushes: the row is on disk at once
+            csv.writer(f).writerow(_formatted(row))
+    except OSError as e:
+        raise naming(e, path) from None
 
 
 def _formatted(row):
@@ -123,10 +188,26 @@ def make_config(state, argv):
 def read_config(run_dir):
     """run_dir/config.json as a dict ({} if there is none or it cannot be read)."""
     try:
-        config = json.loads((_folder(run_dir) / CONFIG).read_text())
-    except (OSError, ValueError):
+        return load_config(run_dir) or {}
+    except RunFolderError:
         return {}
-    return config if isinstance(config, dict) else {}
+
+
+def load_config(run_dir):
+    """run_dir/config.json as a dict, None if there is none; RunFolderError if it is damaged
+    (not JSON, not an object, or without the recipe and sessions a run writes)."""
+    path = _folder(run_dir) / CONFIG
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise RunFolderError(f"{path} is damaged ({type(e).__name__})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("args"), dict):
+        raise RunFolderError(f"{path} is damaged (no \"args\" object)")
+    if not isinstance(config.get("resumed", []), list):
+        raise RunFolderError(f"{path} is damaged (\"resumed\" is not a list)")
+    return config
 
 
 def now():
@@ -136,17 +217,9 @@ def now():
 
 def write_json(path, obj):
     """path (e.g. config.json) holding obj as indented JSON, replacing any old one atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
+    with atomic_write(path) as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
-    _publish(tmp, path)
-
-
-def _publish(tmp, path):
-    """Give a finished temporary file its real name (one atomic step) and usual permissions."""
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def _versions(device):

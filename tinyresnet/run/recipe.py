@@ -80,7 +80,10 @@ class Recipe:
                                 "folder for log.csv, config.json, checkpoint.npz (default runs/<name>)",
                                 metavar="DIR")
     resume: bool = option(False, "session", "run",
-                          "continue the run saved in --out; options not typed come from its checkpoint")
+                          "continue the run saved in --out; options not typed come from its checkpoint. "
+                          "To extend a finished run, resume it with a larger --iterations or --epochs: "
+                          "the LR drops move to 50%% and 75%% of the new length (if the run had passed "
+                          "a drop, its LR goes back up; a warning says so)")
     seed: int = option(0, "fixed", "run", "seeds weight init, shuffling and augmentation (default 0)")
     quiet: bool = option(False, "session", "run", "no progress bars or per-epoch lines, only the summary")
 

@@ -1,8 +1,8 @@
 """What a run tells its user: its first lines, a line per epoch, its summary, and its exit status.
 
-Exit status of `python -m tinyresnet.train`: 0 done; 2 bad option or data (one line on
-stderr); 1 the loss became NaN/inf (the last good checkpoint is kept), or a file could not
-be written; 130 stopped by Ctrl-C.
+Exit status of `python -m tinyresnet.train`: 0 done; 2 bad option or data, or --out in use
+by another run (one line on stderr); 1 the loss became NaN/inf (the last good checkpoint is
+kept), or a file could not be written; 130 stopped by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP.
 """
 import contextlib
 import math
@@ -14,7 +14,7 @@ from ..device import DeviceError
 from .checkpoint import CheckpointError
 from .folder import CHECKPOINT, CONFIG, LOG, LOG_COLUMNS
 from .recipe import VAL_SIZE, UsageError
-from .stops import Diverged, Interrupted
+from .stops import Diverged, Interrupted, WriteFailed
 
 
 def introduction(state):
@@ -68,6 +68,11 @@ def summary_text(s):
             f"log: {s['log']}")
 
 
+def warn(message):
+    """One line on stderr, even with --quiet: something the user should know, that does not stop the run."""
+    print(f"tinyresnet.train: warning: {message}", file=sys.stderr)
+
+
 def duration(seconds):
     """3725.2 -> '1h02m05s', 65 -> '1m05s'."""
     m, s = divmod(int(seconds), 60)
@@ -85,10 +90,10 @@ def exit_status():
     except Diverged as e:
         _exit(f"diverged: {e}", e.status)
     except Interrupted as e:
-        _exit(f"interrupted: {e}", e.status)
+        _exit(f"{e.by}: {e}", e.status)
     except KeyboardInterrupt:
         _exit("interrupted", 130)
-    except OSError as e:  # e.g. --out cannot be written
+    except (WriteFailed, OSError) as e:  # e.g. --out cannot be written
         _exit(f"error: {e}", 1)
 
 

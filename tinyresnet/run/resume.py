@@ -9,14 +9,15 @@ running sums and the log rows. An epoch resumed in the middle replays its shuffl
 augmentation draws up to the step reached, so it sees exactly the batches it would have.
 """
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .folder import CHECKPOINT, CONFIG, LOG, make_config, now, write_json, write_log
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unreadable
+from .folder import (CHECKPOINT, CONFIG, LOG, LOG_COLUMNS, RunFolderError, load_config, make_config, now,
+                     write_json, write_log)
 from .recipe import EXPERIMENT, FIXED, LENGTH, WHERE, UsageError, command_line, spelled
+from .report import warn
 from .state import Sums
 from .stops import check_finite
 
@@ -32,7 +33,35 @@ def open_run(recipe, typed):
                              "or give another --out")
         return recipe, None
     ckpt = load_checkpoint(path)
+    problem = _problem(ckpt)
+    if problem:
+        raise unreadable(path, problem)
     return resumed_recipe(recipe, typed, ckpt, path), ckpt
+
+
+def _problem(ckpt):
+    """What is wrong with a checkpoint's training state (a crafted or damaged file that still
+    unpacks), or None. The model and optimizer are checked as they are loaded."""
+    if not isinstance(ckpt, dict):
+        return "not a dict of training state"
+    for key, kind in (("iteration", int), ("total", int), ("wall_time", float)):
+        value = ckpt.get(key)
+        if not (_number(value) and isinstance(value, kind if kind is int else (int, float)) and value >= 0):
+            return f"its {key} is {value!r}"
+    rows = ckpt.get("rows")
+    if not (isinstance(rows, list) and all(isinstance(r, dict) and all(_number(r.get(k)) for k in LOG_COLUMNS)
+                                           for r in rows)):
+        return "its log rows are not rows of numbers"
+    for key in ("epoch_sums", "window_sums"):
+        sums = ckpt.get(key)
+        if not (isinstance(sums, dict) and set(sums) == {"loss", "wrong", "images", "steps"}
+                and all(_number(v) for v in sums.values())):
+            return f"its {key} are not running sums"
+    return None
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def resumed_recipe(recipe, typed, ckpt, path):
@@ -43,7 +72,10 @@ def resumed_recipe(recipe, typed, ckpt, path):
     taken = {k: saved[k] for k in FIXED + WHERE if k not in typed and k in saved}
     if not typed & set(LENGTH):
         taken.update({k: saved[k] for k in LENGTH})
-    recipe = dataclasses.replace(recipe, **taken)
+    try:
+        recipe = dataclasses.replace(recipe, **taken)
+    except UsageError as e:  # the typed options were checked already: the saved ones are bad
+        raise unreadable(path, f"its options: {e}") from None
     changed = [k for k in FIXED if getattr(recipe, k) != saved[k]]
     if changed:
         raise CheckpointError(f"{path} was trained with {spelled(saved, changed)}, not "
@@ -54,10 +86,10 @@ def resumed_recipe(recipe, typed, ckpt, path):
 
 def begin(state, ckpt, argv):
     """Prepare --out: a new run gets an empty log.csv and its config.json; a resumed one takes the
-    checkpoint's state, cuts log.csv back to it and notes the session in config.json."""
+    checkpoint's state, cuts log.csv back to it and notes the session in config.json (with the
+    new schedule, if the length changed)."""
     out = state.out
     if ckpt is None:
-        out.mkdir(parents=True, exist_ok=True)
         write_log(out / LOG, [])
         write_json(out / CONFIG, make_config(state, argv))
         return
@@ -65,16 +97,41 @@ def begin(state, ckpt, argv):
     if state.iteration > state.total:
         raise UsageError(f"the checkpoint is at iteration {state.iteration}, past the "
                          f"{state.total} iterations asked for")
-    if state.total != ckpt["total"] and not state.recipe.quiet:
-        print(f"note: the run now has {state.total} iterations instead of {ckpt['total']}; "
-              f"the LR schedule is now: {state.opt.schedule}")
     write_log(out / LOG, state.rows)  # drop rows logged after the checkpoint
-    config = (json.loads((out / CONFIG).read_text()) if (out / CONFIG).is_file()
-              else make_config(state, argv))
-    config.setdefault("resumed", []).append({
-        "command": command_line(argv), "iteration": state.iteration, "device": state.device,
-        "time": now()})
+    config = _config_to_continue(state, argv)
+    session = {"command": command_line(argv), "iteration": state.iteration, "device": state.device,
+               "time": now()}
+    if state.total != ckpt["total"]:
+        warn(_new_length(state, ckpt["total"]))
+        config["args"].update({k: getattr(state.recipe, k) for k in LENGTH})
+        session["total_iterations"] = config["total_iterations"] = state.total
+        session["schedule"] = config["schedule"] = str(state.opt.schedule)
+    config.setdefault("resumed", []).append(session)
     write_json(out / CONFIG, config)
+
+
+def _config_to_continue(state, argv):
+    """The run's config.json, or, if it is missing or damaged, one rebuilt from the state (with a
+    warning): the checkpoint holds all a run needs, config.json only describes it."""
+    try:
+        config = load_config(state.out)
+        problem = None if config is not None else f"{state.out / CONFIG} is missing"
+    except RunFolderError as e:
+        config, problem = None, str(e)
+    if config is None:
+        warn(f"{problem}; rebuilt it from the checkpoint (its first command and start time are lost)")
+        config = {**make_config(state, argv), "rebuilt": now()}
+    return config
+
+
+def _new_length(state, old_total):
+    """The warning for a run resumed with another length: its LR schedule is re-planned."""
+    text = (f"the run now has {state.total} iterations instead of {old_total}; its LR schedule is "
+            f"re-planned for the new length: {state.opt.schedule}")
+    last, coming = state.opt.lr, state.opt.schedule(state.iteration)
+    if coming > last:
+        text += f"; at iteration {state.iteration} the LR goes back up from {last:g} to {coming:g}"
+    return text
 
 
 def save(state):
@@ -106,7 +163,8 @@ def restore(state, ckpt):
         state.model.load_state_dict(ckpt["model"])
         state.opt.load_state_dict(ckpt["optimizer"])
         if state.opt.steps != ckpt["iteration"]:
-            raise ValueError(f"its optimizer took {state.opt.steps} steps, not {ckpt['iteration']}")
+            raise unreadable(state.out / CHECKPOINT, f"its optimizer took {state.opt.steps!r} steps, "
+                                                     f"not {ckpt['iteration']}")
         state.rng.bit_generator.state = ckpt["epoch_rng"]
         state.saved_iteration = state.checked = state.first_iteration = state.iteration
         state.epoch_rng = ckpt["epoch_rng"]

@@ -1,9 +1,13 @@
-"""How a run stops before its end: Ctrl-C, or a loss that is no longer a number.
+"""How a run stops before its end: Ctrl-C (or SIGTERM, SIGHUP), a loss that is no longer a
+number, or a file that cannot be written.
 
 A first Ctrl-C asks the loop to stop after the current step, so that the state it saves is a
-consistent one; a second one stops at once, and nothing half-done is saved. A NaN or infinite
-loss stops the run, and the checkpoint on disk (never one with NaN weights) stays as it was.
-Either way the message says where the run stopped and how to go on.
+consistent one; a second one stops at once, and nothing half-done is saved. SIGTERM (what
+schedulers, containers and service managers send) and SIGHUP (a closed terminal) get the same
+treatment, and the exit status is the conventional 128 + the signal's number: 130 for Ctrl-C,
+143 for SIGTERM, 129 for SIGHUP. A NaN or infinite loss stops the run, and the checkpoint on
+disk (never one with NaN weights) stays as it was. Every message says where the run stopped,
+which checkpoint is left, and how to go on.
 """
 import contextlib
 import math
@@ -20,43 +24,66 @@ class Diverged(RuntimeError):
 
 
 class Interrupted(Exception):
-    """Stopped by Ctrl-C (exit status 130); the message says how to go on."""
-    status = 130
+    """Stopped by a signal (exit status 128 + its number); the message says how to go on."""
+
+    def __init__(self, message, signum=signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
+        self.status = 128 + signum
+
+    @property
+    def by(self):
+        """'interrupted' (Ctrl-C), 'interrupted by SIGTERM', ..."""
+        return "interrupted" if self.signum == signal.SIGINT else f"interrupted by {signal.Signals(self.signum).name}"
+
+
+class WriteFailed(Exception):
+    """A file in --out could not be written (exit status 1); says which, and which checkpoint is left."""
+    status = 1
+
+
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class StopRequest:
-    """SIGINT handler: the first Ctrl-C sets `requested` (the loop stops after the current
+    """Handler of SIGNALS: the first one sets `requested` (the loop stops after the current
     step); a second one raises KeyboardInterrupt wherever the program is."""
     requested = False
+    signum = signal.SIGINT
 
     def __call__(self, signum, frame):
         if self.requested:
+            self.signum = signum
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
 
 
 @contextlib.contextmanager
 def stop_cleanly(state):
-    """Within: Ctrl-C asks to stop (yields the StopRequest); a KeyboardInterrupt in the middle of a
-    step becomes Interrupted, saying which checkpoint is kept."""
+    """Within: Ctrl-C, SIGTERM or SIGHUP asks to stop (yields the StopRequest); a KeyboardInterrupt
+    in the middle of a step becomes Interrupted, and a failed write WriteFailed, both saying which
+    checkpoint is kept."""
     stop = StopRequest()
     try:
-        previous = signal.signal(signal.SIGINT, stop)
-    except ValueError:  # not the main thread: Ctrl-C cannot reach this code anyway
-        previous = False
+        previous = {s: signal.signal(s, stop) for s in SIGNALS}
+    except ValueError:  # not the main thread: signals cannot reach this code anyway
+        previous = {}
     try:
         yield stop
     except KeyboardInterrupt:
-        raise Interrupted("stopped in the middle of a step, nothing saved; " + resume_hint(state)) from None
+        raise Interrupted("stopped in the middle of a step, nothing saved; " + resume_hint(state),
+                          stop.signum) from None
+    except OSError as e:  # a full disk, say
+        raise WriteFailed(f"{e}; {resume_hint(state)}") from None
     finally:
-        if previous is not False:
-            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
-def interrupted(state, at_epoch_end):
+def interrupted(state, stop, at_epoch_end):
     """The Interrupted to raise once the state reached is saved."""
     where = " (end of an epoch)" if at_epoch_end else ""
-    return Interrupted(f"stopped at iteration {state.iteration}{where}; {resume_hint(state)}")
+    return Interrupted(f"stopped at iteration {state.iteration}{where}; {resume_hint(state)}", stop.signum)
 
 
 def resume_hint(state):
@@ -66,12 +93,17 @@ def resume_hint(state):
             f"{PROG} --out {shlex.quote(str(state.out))} --resume")
 
 
+def kept(state):
+    """Which checkpoint a stopped run leaves."""
+    if state.saved_iteration is None:
+        return "no checkpoint was saved"
+    return f"{state.out / CHECKPOINT} still holds iteration {state.saved_iteration}"
+
+
 def check_finite(state, value, what):
     """Stop the run (Diverged) when a loss is NaN or inf; the checkpoint on disk stays as it is."""
     if math.isfinite(value):
         state.checked = state.iteration
         return
-    kept = (f"{state.out / CHECKPOINT} still holds iteration {state.saved_iteration}"
-            if state.saved_iteration is not None else "no checkpoint was saved")
     raise Diverged(f"the {what} is {value} at iteration {state.iteration} (it was finite at iteration "
-                   f"{state.checked}); stopped, {kept}; try a smaller --lr or --warmup")
+                   f"{state.checked}); stopped, {kept(state)}; try a smaller --lr or --warmup")

@@ -1,13 +1,20 @@
-"""Time one full training step (forward, backward, SGD) of CIFAR ResNets, against PyTorch.
+"""Time a training step and evaluation of CIFAR ResNets, against PyTorch, with peak memory.
 
-    python benchmarks/step.py [--depths 20 56] [--device cpu|gpu] [--steps 5]
+    python benchmarks/step.py [--depths 20 56] [--device cpu|gpu] [--steps 5] [--pairs 3]
 
-Each framework runs in its own child process, so each one's peak memory
-(resident set size) is its own. Batch 128, float32, random 32×32 images.
+For each net, three figures, each as tinyresnet against PyTorch on the same machine:
+  * a training step (forward, backward, SGD) at batch 128: images/s;
+  * the peak resident memory of the process that ran those steps: MB;
+  * evaluation (forward only, eval-mode batch norm, no graph; PyTorch under torch.no_grad())
+    at --eval-batch (default 500): images/s.
+Each framework runs in its own child process (so each peak memory is its own), and the two
+alternate --pairs times, so that a busy moment of the machine hits both. Medians over the
+pairs are printed, with the range; float32, random 32×32 images.
 """
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -18,31 +25,41 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from timing import median_seconds  # noqa: E402
 
+BATCH = 128
 
-def tinyresnet_stepper(depth, device):
+
+def tinyresnet_steppers(depth, device, eval_batch):
     sys.path.insert(0, str(ROOT))
-    from tinyresnet import Tensor, keep_freed_memory, optim
+    from tinyresnet import Tensor, no_grad, optim
     from tinyresnet.device import to_device, xp_for
     from tinyresnet.functional import cross_entropy
+    from tinyresnet.memory import keep_freed_memory
     from tinyresnet.models import cifar_resnet
     keep_freed_memory()  # as training does (memory.py)
     xp = xp_for(device)
     model = cifar_resnet(depth).to(device)
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((128, 3, 32, 32), dtype=np.float32)
-    y = rng.integers(0, 10, 128)
+    x = rng.standard_normal((BATCH, 3, 32, 32), dtype=np.float32)
+    y = rng.integers(0, 10, BATCH)
+    x_eval = rng.standard_normal((eval_batch, 3, 32, 32), dtype=np.float32)
 
     def step():
         opt.zero_grad()
         loss = cross_entropy(model(Tensor(to_device(x, device))), to_device(y, device))
         loss.backward()
         opt.step()
+
+    def evaluate():
+        model.eval()
+        with no_grad():
+            model(Tensor(to_device(x_eval, device)))
+        model.train()
     sync = xp.cuda.Device().synchronize if device == "gpu" else (lambda: None)
-    return step, sync
+    return step, evaluate, sync
 
 
-def torch_stepper(depth, device):
+def torch_steppers(depth, device, eval_batch):
     import torch
     from torch_models import CifarResNet
     dev = "cuda" if device == "gpu" else "cpu"
@@ -52,32 +69,49 @@ def torch_stepper(depth, device):
     model = CifarResNet(depth).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     rng = np.random.default_rng(0)
-    x = torch.tensor(rng.standard_normal((128, 3, 32, 32), dtype=np.float32))
-    y = torch.tensor(rng.integers(0, 10, 128))
+    x = torch.tensor(rng.standard_normal((BATCH, 3, 32, 32), dtype=np.float32))
+    y = torch.tensor(rng.integers(0, 10, BATCH))
+    x_eval = torch.tensor(rng.standard_normal((eval_batch, 3, 32, 32), dtype=np.float32))
 
     def step():
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x.to(dev)), y.to(dev)).backward()
         opt.step()
+
+    def evaluate():
+        model.eval()
+        with torch.no_grad():
+            model(x_eval.to(dev))
+        model.train()
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    return step, sync
+    return step, evaluate, sync
 
 
-def child(framework, depth, device, steps):
-    """Time `steps` steps after two warm-up steps; print a JSON line."""
-    step, sync = (tinyresnet_stepper if framework == "tinyresnet" else torch_stepper)(depth, device)
-    seconds = median_seconds(step, steps, sync, warmup=2)
+def child(framework, depth, device, steps, eval_batch):
+    """Time `steps` training steps (after two warm-up steps), read the peak memory, then time
+    evaluation; print one JSON line."""
+    make = tinyresnet_steppers if framework == "tinyresnet" else torch_steppers
+    step, evaluate, sync = make(depth, device, eval_batch)
+    train_seconds = median_seconds(step, steps, sync, warmup=2)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"images_per_s": 128 / seconds, "peak_mb": peak_mb}))
+    eval_seconds = median_seconds(evaluate, max(2, steps // 2), sync, warmup=1)
+    print(json.dumps({"train": BATCH / train_seconds, "peak_mb": peak_mb, "eval": eval_batch / eval_seconds}))
 
 
-def measure(framework, depth, device, steps):
-    cmd = [sys.executable, __file__, "--child", framework, "--depths", str(depth),
-           "--device", device, "--steps", str(steps)]
+def measure(framework, depth, args):
+    cmd = [sys.executable, __file__, "--child", framework, "--depths", str(depth), "--device", args.device,
+           "--steps", str(args.steps), "--eval-batch", str(args.eval_batch)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        return None, done.stderr.strip().splitlines()[-1]
+        return None, (done.stderr.strip().splitlines() or ["(no message)"])[-1]
     return json.loads(done.stdout.strip().splitlines()[-1]), None
+
+
+def summary(values):
+    """'median (min–max)' of a list of numbers."""
+    med = statistics.median(values)
+    return f"{med:.2f} ({min(values):.2f}–{max(values):.2f})" if med < 10 else \
+           f"{med:.0f} ({min(values):.0f}–{max(values):.0f})"
 
 
 def main():
@@ -85,31 +119,43 @@ def main():
     parser.add_argument("--depths", type=int, nargs="+", default=[20, 56])
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=3, help="tinyresnet/PyTorch child runs, alternating")
+    parser.add_argument("--eval-batch", type=int, default=500)
     parser.add_argument("--child", choices=("tinyresnet", "pytorch"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child, args.depths[0], args.device, args.steps)
+        return child(args.child, args.depths[0], args.device, args.steps, args.eval_batch)
     sys.path.insert(0, str(ROOT))
     from tinyresnet.device import DeviceError, xp_for
     try:
         xp_for(args.device)
     except DeviceError as e:
         sys.exit(f"benchmarks/step.py: {e}")
-    print(f"training step (forward, backward, SGD), batch 128, float32, device={args.device}, "
-          f"median of {args.steps} steps")
-    print(f"{'net':>10} {'tinyresnet img/s':>17} {'peak MB':>8} {'pytorch img/s':>14} {'peak MB':>8} {'ratio':>6}")
+    print(f"device={args.device}, float32; training step at batch {BATCH} (median of {args.steps} steps), "
+          f"evaluation at batch {args.eval_batch}; {args.pairs} alternating pairs of child processes, "
+          "median (range) over the pairs")
     for depth in args.depths:
-        ours, err = measure("tinyresnet", depth, args.device, args.steps)
-        if ours is None:
-            sys.exit(f"benchmarks/step.py: tinyresnet failed: {err}")
-        theirs, terr = measure("pytorch", depth, args.device, args.steps)
-        line = f"{'ResNet-' + str(depth):>10} {ours['images_per_s']:17.1f} {ours['peak_mb']:8.0f}"
-        if theirs is None:
-            line += f"  (PyTorch unavailable: {terr})"
-        else:
-            line += (f" {theirs['images_per_s']:14.1f} {theirs['peak_mb']:8.0f}"
-                     f" {ours['images_per_s'] / theirs['images_per_s']:6.2f}")
-        print(line, flush=True)
+        ours, theirs = [], []
+        for _ in range(args.pairs):
+            result, err = measure("tinyresnet", depth, args)
+            if result is None:
+                sys.exit(f"benchmarks/step.py: tinyresnet failed: {err}")
+            ours.append(result)
+            result, terr = measure("pytorch", depth, args)
+            if result is None:
+                print(f"ResNet-{depth}: PyTorch unavailable ({terr}); tinyresnet train "
+                      f"{summary([o['train'] for o in ours])} img/s")
+                break
+            theirs.append(result)
+        if len(theirs) < len(ours):
+            continue
+        print(f"ResNet-{depth}")
+        for key, what, unit in (("train", "training step", "img/s"), ("peak_mb", "peak memory", "MB"),
+                                ("eval", "evaluation", "img/s")):
+            ratios = [o[key] / t[key] for o, t in zip(ours, theirs)]
+            print(f"  {what:14s} tinyresnet {summary([o[key] for o in ours]):>18s} {unit:5s}  "
+                  f"PyTorch {summary([t[key] for t in theirs]):>18s} {unit:5s}  "
+                  f"ratio {summary(ratios)}", flush=True)
 
 
 if __name__ == "__main__":

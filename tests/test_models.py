@@ -166,3 +166,25 @@ def test_resnet_1202_trains_one_step():
     opt.step()
     assert not np.array_equal(model.fc.weight.data, before[0])
     assert not np.array_equal(model.conv.weight.data, before[1]), "the first layer, 1201 layers down, moved"
+
+
+def test_activations_and_gradients_stay_channels_last():
+    """Every 4-D activation of a ResNet, and every gradient that reaches one, is stored channels-last
+    (see device.channels_last_zeros): a pixel's channels side by side. One op that hands back a
+    plain (N, C, H, W) gradient sends every op after it in the backward pass down a slower path."""
+    from tinyresnet.autograd import topological_order
+    from tinyresnet.functional import cross_entropy
+
+    def channels_last(a):
+        return a.shape[1] == 1 or a.strides[1] == a.itemsize  # neighbouring channels are neighbours in memory
+    model = cifar_resnet(8)
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32))
+    loss = cross_entropy(model(x), np.zeros(4, dtype=np.int64))
+    layouts = []
+    for node in topological_order(loss):
+        if node.ndim == 4 and not node.is_leaf:  # activations, not the images or the weights
+            assert channels_last(node.data), f"the output of {node.op} is not channels-last"
+            node.register_hook(lambda g, op=node.op: layouts.append((op, channels_last(g))))
+    loss.backward()
+    plain = sorted({op for op, ok in layouts if not ok})
+    assert layouts and not plain, f"the gradients reaching the outputs of {plain} are not channels-last"

@@ -287,10 +287,10 @@ class Tensor:
 
     def __getitem__(self, index):
         """Basic slicing, e.g. x[:, :, ::2, ::2]; the gradient lands back in place."""
-        xp, shape, dtype = xp_of(self.data), self.shape, self.dtype
+        xp, data = xp_of(self.data), self.data
 
         def backward(g):
-            full = xp.zeros(shape, dtype=dtype)
+            full = xp.zeros_like(data)  # laid out like the input (channels-last stays channels-last)
             full[index] = g
             return (full,)
         return Tensor.from_op(self.data[index], (self,), backward, "getitem")

@@ -177,6 +177,14 @@ def figure6(left, right, titles=("plain networks", "residual networks"), ylim=No
     return fig
 
 
+
+def net_color(name):
+    """The colour of net `name` in lesson 06's figures, for the lessons that plot the same nets:
+    figure6 puts the plain nets left and the ResNets right, each panel in NETS order, and
+    plot_runs colours a panel's i-th run C{i}: the 20-layer nets C0, the 56-layer nets C1."""
+    residual = NETS[name][1]
+    return f"C{[n for n, (_, r) in NETS.items() if r == residual].index(name)}"
+
 # ------------------------------------------------------------------ inputs for lesson 07
 
 def test_images(count, run_dir=None, data_dir=None):

@@ -88,6 +88,10 @@ LESSONS = (
            "layers, on a CPU budget (`results/cpu-budget/`) and a longer run (`results/full/`)",
            {"plot": "training curves and figures"}),
     Lesson("07_layer_responses", "the paper's Fig. 7: the standard deviation of each layer's response"),
+    Lesson("09_imagenet_bottleneck", "the ImageNet ResNet-18/34/50/101/152 of Table 1: max pooling, the "
+           "bottleneck block, parameter counts, multiply-adds counted by forward hooks, one 224×224 "
+           "training step timed; ResNet-1202",
+           {"imagenet": "the ImageNet ResNets of Table 1: parameter counts, multiply-adds, the bottleneck"}),
 )
 
 

@@ -6,7 +6,7 @@ from tinyresnet import manual_seed
 from tinyresnet.flops import layer_multiply_adds, multiply_adds
 from tinyresnet.models import cifar_resnet
 
-pytestmark = pytest.mark.models
+pytestmark = pytest.mark.imagenet
 
 
 def test_resnet8_counted_layer_by_layer():

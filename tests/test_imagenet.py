@@ -9,7 +9,7 @@ from tinyresnet.flops import multiply_adds
 from tinyresnet.imagenet import Bottleneck, imagenet_resnet
 from tinyresnet.nn import Conv2d
 
-pytestmark = pytest.mark.models
+pytestmark = pytest.mark.imagenet
 
 # torchvision.models.resnetNN().parameters(), counted (the paper prints 11.7M ... 60.2M)
 TORCHVISION_PARAMETERS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}

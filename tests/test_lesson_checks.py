@@ -11,6 +11,7 @@ import pytest
 
 from checks import autograd, batch_norm, convolution_im2col, layer_responses, plain_and_residual, setup, training
 from checks.harness import FAILED, NOT_WRITTEN, PASSED
+from checks import imagenet_bottleneck, vanishing_gradients
 from solutions import autograd as solved_autograd
 from solutions import im2col as solved_im2col
 from tinyresnet import Tensor, no_grad
@@ -316,3 +317,181 @@ def responses_per_channel(model, x):
 ])
 def test_layer_response_stds_rejects(capsys, fn, says):
     rejects(capsys, layer_responses.check_layer_response_stds, fn, says=says)
+
+
+# ------------------------------------------------------------------ lesson 08
+
+def kept_outputs(model, x, y, take_input=False, loss_scale=1.0):
+    """A forward hook per block keeps its output (or input) and retains its gradient; then backward."""
+    kept = []
+
+    def keep(block, inputs, output):
+        t = inputs[0] if take_input else output
+        t.retain_grad()
+        kept.append(t)
+    handles = [block.register_forward_hook(keep) for block in model.blocks]
+    loss = F.cross_entropy(model(Tensor(x)), y)
+    for handle in handles:
+        handle.remove()
+    (loss * loss_scale).backward()
+    return kept
+
+
+def norms_of_activations(model, x, y):
+    """Typical slip: the norm of the output itself, not of its gradient."""
+    return [float(np.linalg.norm(t.data)) for t in kept_outputs(model, x, y)]
+
+
+def norms_at_block_inputs(model, x, y):
+    """Typical slip: inputs[0] in the hook, one block too early."""
+    return [float(np.linalg.norm(t.grad)) for t in kept_outputs(model, x, y, take_input=True)]
+
+
+def squared_norms(model, x, y):
+    return [float((t.grad ** 2).sum()) for t in kept_outputs(model, x, y)]
+
+
+def summed_loss(model, x, y):
+    return [float(np.linalg.norm(t.grad)) for t in kept_outputs(model, x, y, loss_scale=len(x))]
+
+
+def norms_in_backward_order(model, x, y):
+    """Typical slip with register_hook: the gradients arrive from the last block to the first."""
+    norms = []
+
+    def hook(block, inputs, output):
+        output.register_hook(lambda g: norms.append(float(np.linalg.norm(g))))
+    handles = [block.register_forward_hook(hook) for block in model.blocks]
+    loss = F.cross_entropy(model(Tensor(x)), y)
+    for handle in handles:
+        handle.remove()
+    loss.backward()
+    return norms
+
+
+def hook_as_lambda(model, x, y):
+    """A lambda forward hook returns the handle of register_hook, which replaces the block's output."""
+    norms = []
+    handles = [block.register_forward_hook(
+        lambda m, i, out: out.register_hook(lambda g: norms.append(float(np.linalg.norm(g)))))
+        for block in model.blocks]
+    loss = F.cross_entropy(model(Tensor(x)), y)
+    for handle in handles:
+        handle.remove()
+    loss.backward()
+    return norms[::-1]
+
+
+def in_eval_mode(model, x, y):
+    from solutions.gradients import block_output_grad_norms
+    model.eval()
+    return block_output_grad_norms(model, x, y)
+
+
+def gradient_arrays(model, x, y):
+    """Shape slip: the gradients themselves, not their norms."""
+    return [t.grad for t in kept_outputs(model, x, y)]
+
+
+def norms_per_image(model, x, y):
+    """Shape slip: one norm per image."""
+    return [np.linalg.norm(t.grad.reshape(len(x), -1), axis=1) for t in kept_outputs(model, x, y)]
+
+
+@pytest.mark.parametrize("fn, says", [
+    (norms_of_activations, ["norms of the blocks' outputs themselves", "output.grad"]),
+    (norms_at_block_inputs, ["gradients at each block's input", "not inputs[0]"]),
+    (squared_norms, ["squared norms"]),
+    (summed_loss, ["6 times too large", "mean over the batch"]),
+    (norms_in_backward_order, ["backward order", "network order"]),
+    (hook_as_lambda, ["replaces the module's output", "as a def"]),
+    (in_eval_mode, ["evaluation mode", "do not call model.eval()"]),
+    (gradient_arrays, ["block 1: you returned an array of shape (6, 16, 32, 32)", "one float per block"]),
+    (norms_per_image, ["block 1: you returned an array of shape (6,)", "np.linalg.norm(output.grad)"]),
+])
+def test_block_output_grad_norms_rejects(capsys, fn, says):
+    rejects(capsys, vanishing_gradients.check_block_output_grad_norms, fn, says=says)
+
+
+@pytest.mark.parametrize("residual, batch_norm", [(False, True), (True, True), (True, False)])
+def test_the_lessons_measurement_equals_the_checks_reference(residual, batch_norm):
+    """gradient_flow.measure (hooks + retain_grad) and grad_norms_by_cutting (a leaf per cut) agree,
+    and both leave the model as it was."""
+    from gradient_flow import grad_norms_by_cutting, measure
+    from tinyresnet import manual_seed
+    from tinyresnet.models import cifar_resnet
+    manual_seed(0)
+    model = cifar_resnet(14, residual, batch_norm=batch_norm)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, 4)
+    before = model.state_dict()
+    m = measure(model, x, y)
+    np.testing.assert_allclose(m["grad_norm"], grad_norms_by_cutting(model, x, y), rtol=1e-5)
+    assert len(m["activation_std"]) == 6 and list(m["block_layers"]) == [3, 5, 7, 9, 11, 13]
+    assert len(m["weight_ratio"]) == 13 and (m["weight_ratio"] > 0).all()
+    after = model.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before), "the running statistics were changed"
+    assert all(p.grad is None for p in model.parameters()) and model.training
+
+
+# ------------------------------------------------------------------ lesson 09
+
+def bottleneck_relu_before_addition(block, x):
+    """Typical slip: a ReLU after the last batch norm, before the addition."""
+    h = F.relu(block.bn1(block.conv1(x)))
+    h = F.relu(block.bn2(block.conv2(h)))
+    h = F.relu(block.bn3(block.conv3(h)))
+    return F.relu(h + (x if block.projection is None else block.projection(x)))
+
+
+def bottleneck_without_projection(block, x):
+    """Shape slip: x added as it is where the block changes the shape."""
+    h = F.relu(block.bn1(block.conv1(x)))
+    h = F.relu(block.bn2(block.conv2(h)))
+    return F.relu(block.bn3(block.conv3(h)) + x)
+
+
+def bottleneck_without_last_relu(block, x):
+    h = F.relu(block.bn1(block.conv1(x)))
+    h = F.relu(block.bn2(block.conv2(h)))
+    return block.bn3(block.conv3(h)) + (x if block.projection is None else block.projection(x))
+
+
+def bottleneck_on_data(block, x):
+    from solutions.bottleneck import bottleneck_forward
+    return Tensor(bottleneck_forward(block, x).data)
+
+
+@pytest.mark.parametrize("fn, says", [
+    (bottleneck_relu_before_addition, ["differs from Bottleneck.forward", "none before"]),
+    (bottleneck_without_projection, ["could not be broadcast", "block.projection(x)"]),
+    (bottleneck_without_last_relu, ["ends with a ReLU after the addition"]),
+    (bottleneck_on_data, ["has no graph"]),
+])
+def test_bottleneck_forward_rejects(capsys, fn, says):
+    rejects(capsys, imagenet_bottleneck.check_bottleneck_forward, fn, says=says)
+
+
+def parameters_without_batch_norm(in_channels, width, stride):
+    """Typical slip: the convs' weights only."""
+    out, projects = 4 * width, stride != 1 or in_channels != 4 * width
+    return in_channels * width + 9 * width * width + width * out + (in_channels * out if projects else 0)
+
+
+def parameters_always_projected(in_channels, width, stride):
+    out = 4 * width
+    return in_channels * width + 9 * width * width + width * out + 2 * (2 * width + out) + in_channels * out + 2 * out
+
+
+def parameters_per_layer(in_channels, width, stride):
+    """Shape slip: a list, one count per conv."""
+    return [in_channels * width, 9 * width * width, 4 * width * width]
+
+
+@pytest.mark.parametrize("fn, says", [
+    (parameters_without_batch_norm, ["yours 73,728, Bottleneck has 75,008", "2 parameters per channel"]),
+    (parameters_always_projected, ["in_channels 256, width 64, stride 1", "only where the block changes the shape"]),
+    (parameters_per_layer, ["you returned list", "an int"]),
+])
+def test_bottleneck_parameters_rejects(capsys, fn, says):
+    rejects(capsys, imagenet_bottleneck.check_bottleneck_parameters, fn, says=says)

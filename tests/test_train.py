@@ -75,6 +75,22 @@ def test_epoch_rows_and_summary(uninterrupted):
     assert summary["log"] == str(out / "log.csv") and summary["images_per_second"] > 0
 
 
+def test_the_progress_bar_says_something_every_step(fake, tmp_path, monkeypatch):
+    """The loss is read from the device every READ_EVERY steps only; in between, the bar keeps
+    the last reading and counts down to the next, so that it never looks frozen."""
+    shown = []
+
+    class Recording(train.tqdm):
+        def set_postfix_str(self, s="", refresh=True):
+            shown.append(s)
+            super().set_postfix_str(s, refresh)
+    monkeypatch.setattr(train, "tqdm", Recording)
+    train.run(depth=8, iterations=3, batch_size=8, data_dir=str(fake), out=str(tmp_path / "run"))
+    assert [s.split("(")[-1] for s in shown] == ["every 2 steps, next in 1)", "every 2 steps, next in 2)",
+                                                 "every 2 steps, next in 1)"]
+    assert shown[0].startswith("loss, error") and shown[1].startswith("loss ") and "img/s" in shown[1]
+
+
 def test_run_api_matches_the_command_line(fake, tmp_path):
     summary = train.run(depth=8, residual=False, iterations=2, batch_size=8,
                         data_dir=str(fake), out=str(tmp_path / "plain"), quiet=True)

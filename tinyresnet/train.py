@@ -89,6 +89,7 @@ def train_one_epoch(state, stop):
     epochs = math.ceil(state.total / state.batches_per_epoch)
     with tqdm(total=end, initial=done, desc=f"epoch {state.epoch}/{epochs}", unit="batch",
               leave=False, disable=state.recipe.quiet, dynamic_ncols=True) as bar:
+        reading = "loss, error"
         for _ in range(done, end):
             if stop.requested:
                 return False
@@ -97,14 +98,18 @@ def train_one_epoch(state, stop):
                                      to_device(x, state.device), to_device(y, state.device))
             state.epoch_sums.add(loss, wrong, len(y))
             state.window_sums.add(loss, wrong, len(y))
-            bar.update()
             if state.iteration % READ_EVERY == 0:
-                read_window(state, bar)
+                reading = read_window(state, bar)
+            # every step: the last reading, and when the next comes
+            left = READ_EVERY - state.iteration % READ_EVERY
+            bar.set_postfix_str(f"{reading} (every {READ_EVERY} steps, next in {left})", refresh=False)
+            bar.update()
     return True
 
 
 def read_window(state, bar):
-    """Every READ_EVERY iterations: check the loss, feed the schedule (warm-up), update the bar."""
+    """Every READ_EVERY iterations: check the loss, feed the schedule (warm-up); returns the
+    bar's reading (loss, error, lr, speed over the window)."""
     loss, error = state.window_sums.read()  # the loop's only wait for the device
     stops.check_finite(state, loss, "training loss")
     # the paper warms up "until the training error is below 80%": here, the error over the
@@ -114,8 +119,8 @@ def read_window(state, bar):
                    f"lr {state.opt.schedule(state.iteration):g}")
     now = time.perf_counter()
     speed = state.window_sums.images / max(now - state.window_started, 1e-9)
-    bar.set_postfix_str(f"loss {loss:.3f}  err {error:.1%}  lr {state.opt.lr:g}  {speed:.0f} img/s")
     state.window_sums, state.window_started = Sums(), now
+    return f"loss {loss:.3f}  err {error:.1%}  lr {state.opt.lr:g}  {speed:.0f} img/s"
 
 
 def evaluate(model, loader, device, quiet=True):

@@ -14,22 +14,38 @@ data folder and the output folder are not part of it.
 The rest are small readers and figures used by the notebooks: final errors from a log,
 where a run came from, the paper's Fig. 6 layout (plain nets left, ResNets right), and
 the test images normalized exactly as a run's training normalized them.
+
+Trained weights ship with the lessons, so that lessons 07 and 08 mean something in a fresh
+clone without hours of training: lessons/weights/<name>.npz for the four nets of NETS.
+
+    from experiments import trained_model, weights_info
+    model = trained_model("resnet56")          # float32, in eval mode, ready to measure
+    weights_info("resnet56")["run"]            # the run they come from: command, iterations, errors
+
+`export_weights(run_dir)` (or `python lessons/export_weights.py RUN_DIR ...`) writes such a file
+from a finished run folder's checkpoint.npz: the model's parameters and batch-norm statistics
+in float16 (half the bytes; what that changes is measured at export and stored in the file),
+plus where they came from. The files use tinyresnet's checkpoint format: an .npz read with
+allow_pickle=False, so loading one can never run code.
 """
 import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 from tinyresnet.data import load_cifar10, normalize, per_pixel_mean, subset
+from tinyresnet.models import cifar_resnet
 from tinyresnet.plot import plot_runs
-from tinyresnet.run.checkpoint import load_checkpoint
-from tinyresnet.run.folder import CHECKPOINT, CONFIG, LOG, RunFolderError, read_config, read_log
+from tinyresnet.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tinyresnet.run.folder import CHECKPOINT, CONFIG, LOG, RunFolderError, label_of, read_config, read_log
 from tinyresnet.run.recipe import EXPERIMENT, Recipe
 from tinyresnet.run.report import duration
 from tinyresnet.train import DATA_SEED, run
 
 LESSONS = Path(__file__).resolve().parent
 RESULTS = LESSONS / "results"
+WEIGHTS = LESSONS / "weights"       # trained weights shipped with the lessons: <name>.npz
 RUN_FILES = (CHECKPOINT, LOG, CONFIG)
 
 # The four nets of the paper's Fig. 6 that a CPU can train: name -> (depth, residual)
@@ -84,7 +100,7 @@ def train_or_reuse(name, folder=RESULTS / "cpu-budget", force=False, require_che
     * an empty or missing folder gets a new run;
     * a folder holding a run with another recipe is an error, never overwritten silently.
     force=True deletes the folder's log.csv, config.json and checkpoint.npz first and trains
-    again. require_checkpoint=True (lesson 07 needs the weights) retrains a finished run whose
+    again. require_checkpoint=True (for the weights of your own runs) retrains a finished run whose
     checkpoint.npz is missing, as in a fresh clone where only logs are committed.
     Returns the run folder (a Path).
     """
@@ -122,8 +138,7 @@ def train_or_reuse(name, folder=RESULTS / "cpu-budget", force=False, require_che
               "(weights are not committed); training it again for its weights")
     else:
         print(f"{name}: training into {_short(run_dir)}")
-    options.setdefault("quiet", True)
-    run(**options)
+    run(**options)   # not quiet: a progress bar per epoch and a line per epoch (quiet=True turns them off)
     return run_dir
 
 
@@ -187,24 +202,16 @@ def net_color(name):
 
 # ------------------------------------------------------------------ inputs for lesson 07
 
-def test_images(count, run_dir=None, data_dir=None):
+def test_images(count, run_dir=None, data_dir=None, subset_size=None):
     """The first `count` test images (float32, normalized) and labels, normalized with the
-    per-pixel mean of the training images that run_dir was trained on (its --subset), exactly
-    as its evaluation did. Without run_dir: the mean of all 50k training images."""
+    per-pixel mean of the training images a net was trained on, exactly as its evaluation did:
+    those of run_dir (its --subset), or the first `subset_size` of the fixed random order
+    (weights_info(name)["run"]["args"]["subset"]). Without either: all 50k training images."""
     x_train, y_train, x_test, y_test = load_cifar10(data_dir)
-    n = read_config(run_dir).get("args", {}).get("subset") if run_dir is not None else None
+    n = read_config(run_dir).get("args", {}).get("subset") if run_dir is not None else subset_size
     if n:
         x_train, y_train = subset(x_train, y_train, n, seed=DATA_SEED)
     return normalize(x_test[:count], per_pixel_mean(x_train)), y_test[:count]
-
-
-def checkpoint_state(run_dir):
-    """(model state dict, iteration, total) from run_dir/checkpoint.npz, or None if there is none."""
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        return None
-    ckpt = load_checkpoint(path)
-    return ckpt["model"], int(ckpt["iteration"]), int(ckpt["total"])
 
 
 def response_stds(model, x):
@@ -216,3 +223,135 @@ def response_stds(model, x):
     with no_grad():
         model(Tensor(x), responses)
     return [float(r.numpy().std()) for r in responses]
+
+
+# ------------------------------------------------------------------ trained weights (lessons 07, 08)
+
+WEIGHTS_FORMAT = "tinyresnet-weights-1"
+STORED_DTYPE = np.float16
+
+
+class WeightsError(Exception):
+    """A weights file that is missing or is not one export_weights wrote; explained in one line."""
+
+
+def trained_model(name, folder=WEIGHTS):
+    """The trained net `name` ("plain20", "plain56", "resnet20", "resnet56") from folder/<name>.npz,
+    as a float32 CifarResNet in eval mode. folder may also be a run folder's parent (for example
+    RESULTS / "cpu-budget"): then the weights come from folder/<name>/checkpoint.npz."""
+    info = weights_info(name, folder)
+    depth, residual, shortcut = (info["model"][k] for k in ("depth", "residual", "shortcut"))
+    model = cifar_resnet(depth, residual, shortcut)
+    model.load_state_dict(info["state"])        # cast to the model's float32
+    model.eval()
+    return model
+
+
+def weights_info(name, folder=WEIGHTS):
+    """What a weights file holds: {"model": {depth, residual, shortcut}, "state": the state dict,
+    "run": where the weights come from (command, args, iteration, total, errors, wall time,
+    device), "float16": what storing them in float16 changed (measured at export)}."""
+    folder = Path(folder)
+    if (folder / name / CHECKPOINT).is_file():  # a run folder: its checkpoint, as trained
+        return _info_from_run(folder / name)
+    path = folder / f"{name}.npz"
+    if not path.is_file():
+        raise WeightsError(f"{path}: no weights file there; lessons/weights/ holds "
+                           f"{', '.join(sorted(p.stem for p in WEIGHTS.glob('*.npz'))) or 'none'}, and "
+                           "export_weights(run_dir) writes one from a finished run")
+    try:
+        info = load_checkpoint(path)
+    except CheckpointError as e:
+        raise WeightsError(str(e)) from None
+    if info.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{path}: not a weights file of export_weights (format {info.get('format')!r})")
+    return info
+
+
+def _info_from_run(run_dir):
+    ckpt = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    config = read_config(run_dir)
+    args = config.get("args", {})
+    log = read_log(run_dir)
+    source = Path(run_dir).resolve()
+    source = source.relative_to(LESSONS.parent) if source.is_relative_to(LESSONS.parent) else source
+    return {"format": WEIGHTS_FORMAT, "name": Path(run_dir).name,
+            "model": {"depth": args["depth"], "residual": args["residual"], "shortcut": args.get("shortcut", "A")},
+            "state": ckpt["model"],
+            "run": {"source": str(source), "command": config.get("command"), "args": args,
+                    "iteration": int(ckpt["iteration"]), "total": int(ckpt["total"]),
+                    "train_error": float(log["train_error"][-1]), "test_error": float(log["test_error"][-1]),
+                    "test_set": config.get("test_set"), "wall_time": float(log["wall_time"][-1]),
+                    "device_name": config.get("device_name"), "started": config.get("started")},
+            "float16": None}
+
+
+def export_weights(run_dir, name=None, folder=WEIGHTS, images=500, data_dir=None):
+    """Write the trained model of a finished run folder as folder/<name>.npz (name: the folder's).
+
+    The parameters and batch-norm statistics are stored in float16, which halves the file. What
+    that changes is measured here, on the first `images` test images normalized as the run's
+    evaluation did: the error, and the Fig. 7 response std of every layer, with the float32
+    weights and with the float16 ones; the numbers are stored in the file ("float16").
+    Returns (path, info)."""
+    run_dir = Path(run_dir)
+    if not is_finished(run_dir):
+        done, total = progress(run_dir)
+        raise WeightsError(f"{run_dir}: the run is not finished ({done} of {total} iterations); "
+                           "export the weights of finished runs only")
+    info = _info_from_run(run_dir)
+    name = name or run_dir.name
+    stored = {k: (v.astype(STORED_DTYPE) if v.dtype.kind == "f" else v) for k, v in info["state"].items()}
+    x, y = test_images(images, run_dir, data_dir)
+    measured = {}
+    for dtype, state in (("float32", info["state"]), ("float16", stored)):
+        model = cifar_resnet(**info["model"])
+        model.load_state_dict(state)
+        measured[dtype] = (predictions(model, x), np.array(response_stds(model, x)))
+    (pred32, stds32), (pred16, stds16) = measured["float32"], measured["float16"]
+    info = {**info, "name": name, "state": stored, "float16": {
+        "images": len(x), "error_float32": 100 * float((pred32 != y).mean()),
+        "error_float16": 100 * float((pred16 != y).mean()), "predictions_changed": int((pred32 != pred16).sum()),
+        "largest_response_std_change": float(np.max(np.abs(stds16 / stds32 - 1)))}}
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.npz"
+    save_checkpoint(path, info)
+    return path, info
+
+
+def predictions(model, x, batch=250):
+    """The class model predicts (eval mode) for each of the normalized images x: (N,) ints."""
+    from tinyresnet import Tensor, no_grad
+    model.eval()
+    with no_grad():
+        return np.concatenate([model(Tensor(x[i:i + batch])).numpy().argmax(axis=1)
+                               for i in range(0, len(x), batch)])
+
+
+def describe_weights(name, folder=WEIGHTS):
+    """Where the weights of `name` come from, and what float16 storage changed, in a few lines."""
+    info = weights_info(name, folder)
+    run, f16 = info["run"], info["float16"]
+    path = Path(folder) / f"{name}.npz"
+    size = f", {path.stat().st_size / 1e6:.2f} MB" if path.is_file() else ""
+    lines = [f"{name}: the weights after {run['iteration']} of {run['total']} iterations of the run in "
+             f"{run['source']}{size}",
+             f"  command : {run['command']}",
+             f"  errors  : training {run['train_error']:.1f}%, {run['test_set']} {run['test_error']:.1f}% "
+             f"(the run's last log row); trained in {duration(run['wall_time'])} on {run['device_name']}"]
+    if f16:
+        lines.append(f"  float16 : on {f16['images']} test images, error {f16['error_float32']:.1f}% with the "
+                     f"float32 weights, {f16['error_float16']:.1f}% with the stored float16 ones "
+                     f"({f16['predictions_changed']} predictions changed); the response stds change by at "
+                     f"most {100 * f16['largest_response_std_change']:.2g}%")
+    return "\n".join(lines)
+
+
+
+def wall_times(run_dirs):
+    """Each run's wall time (the last wall_time of its log.csv) and their sum, in one line."""
+    times = {label_of(d): float(read_log(d)["wall_time"][-1]) for d in run_dirs}
+    each = ", ".join(f"{name} {duration(t)}" for name, t in times.items())
+    return (f"wall times: {each}; {duration(sum(times.values()))} in all, one after the other "
+            "(runs that shared the machine took less from first start to last finish)")

@@ -75,19 +75,20 @@ LESSONS = (
     Lesson("03_batch_norm", "batch norm forward, train vs eval, running statistics, the backward pass, "
            "why gradient checks need a random upstream gradient",
            {"batchnorm": "batch normalization (training and eval mode, running statistics)"}),
-    Lesson("04_training", "SGD, momentum, weight decay, the step schedule; train a ResNet-20 "
-           "with `train.run`",
+    Lesson("04_training", "softmax cross-entropy, its gradient and its stable computation; SGD, momentum, "
+           "weight decay, the step schedule; train a ResNet-20 with `train.run`",
            {"loss": "softmax cross-entropy",
             "optim": "SGD with momentum and weight decay, learning-rate schedules",
             "train": "the training loop"}),
     Lesson("05_plain_and_residual", "the basic block, the option-A shortcut, 6n+2 nets, parameter "
-           "counts against Table 6",
+           "counts against Table 6, He initialization",
            {"nn": "modules, parameters, initialization, state_dict, small functional ops",
             "models": "the CIFAR ResNet architectures"}),
     Lesson("06_degradation", "the paper's Fig. 1 and Fig. 6: plain against residual nets of 20 and 56 "
            "layers, on a CPU budget (`results/cpu-budget/`) and a longer run (`results/full/`)",
            {"plot": "training curves and figures"}),
-    Lesson("07_layer_responses", "the paper's Fig. 7: the standard deviation of each layer's response"),
+    Lesson("07_layer_responses", "the paper's Fig. 7: the standard deviation of each layer's response, "
+           "measured on trained nets whose weights ship in `weights/`"),
     Lesson("09_imagenet_bottleneck", "the ImageNet ResNet-18/34/50/101/152 of Table 1: max pooling, the "
            "bottleneck block, parameter counts, multiply-adds counted by forward hooks, one 224×224 "
            "training step timed; ResNet-1202",

@@ -266,6 +266,48 @@ def test_sgd_momentum_step_rejects(capsys, fn, says):
     rejects(capsys, training.check_sgd_momentum_step, fn, says=says)
 
 
+def cross_entropy_naive(logits, labels):
+    """No max subtracted: exp(1000) overflows."""
+    n = len(labels)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        loss = -np.log(p[np.arange(n), labels]).mean()
+    p[np.arange(n), labels] -= 1
+    return loss, p / n
+
+
+def cross_entropy_gradient_of_the_sum(logits, labels):
+    from solutions.loss import softmax_cross_entropy
+    loss, dlogits = softmax_cross_entropy(logits, labels)
+    return loss, dlogits * len(labels)
+
+
+def cross_entropy_per_image(logits, labels):
+    """Shape slip: one loss per image instead of the batch mean."""
+    from solutions.loss import softmax_cross_entropy
+    _, dlogits = softmax_cross_entropy(logits, labels)
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return -log_p[np.arange(len(labels)), labels], dlogits
+
+
+def cross_entropy_onehot_forgotten(logits, labels):
+    from solutions.loss import softmax_cross_entropy
+    loss, dlogits = softmax_cross_entropy(logits, labels)
+    dlogits[np.arange(len(labels)), labels] += 1 / len(labels)
+    return loss, dlogits
+
+
+@pytest.mark.parametrize("fn, says", [
+    (cross_entropy_naive, ["exp() overflowed", "scores around ±1000"]),
+    (cross_entropy_gradient_of_the_sum, ["gradient of the SUM", "divide by N"]),
+    (cross_entropy_onehot_forgotten, ["one-hot label is not subtracted"]),
+    (cross_entropy_per_image, ["the loss has shape (4,)", "one number"]),
+])
+def test_softmax_cross_entropy_rejects(capsys, fn, says):
+    rejects(capsys, training.check_softmax_cross_entropy, fn, says=says)
+
+
 # ------------------------------------------------------------------ lesson 05
 
 def shortcut_zeros_after(x, out_channels, stride):
@@ -495,3 +537,30 @@ def parameters_per_layer(in_channels, width, stride):
 ])
 def test_bottleneck_parameters_rejects(capsys, fn, says):
     rejects(capsys, imagenet_bottleneck.check_bottleneck_parameters, fn, says=says)
+def he_lecun(out_channels, in_channels, kernel_size, rng):
+    return rng.standard_normal((out_channels, in_channels, kernel_size, kernel_size)) / np.sqrt(
+        in_channels * kernel_size ** 2)
+
+
+def he_fan_in_without_kernel(out_channels, in_channels, kernel_size, rng):
+    return rng.standard_normal((out_channels, in_channels, kernel_size, kernel_size)) * np.sqrt(2 / in_channels)
+
+
+def he_channels_swapped(out_channels, in_channels, kernel_size, rng):
+    return rng.standard_normal((in_channels, out_channels, kernel_size, kernel_size)) * np.sqrt(
+        2 / (in_channels * kernel_size ** 2))
+
+
+def he_global_random(out_channels, in_channels, kernel_size, rng):
+    return np.random.standard_normal((out_channels, in_channels, kernel_size, kernel_size)) * np.sqrt(
+        2 / (in_channels * kernel_size ** 2))
+
+
+@pytest.mark.parametrize("fn, says", [
+    (he_lecun, ["LeCun", "ReLU zeroes half"]),
+    (he_fan_in_without_kernel, ["counted without the kernel"]),
+    (he_channels_swapped, ["shape (3, 16, 3, 3), expected (16, 3, 3, 3)"]),
+    (he_global_random, ["do not follow the rng"]),
+])
+def test_he_normal_rejects(capsys, fn, says):
+    rejects(capsys, plain_and_residual.check_he_normal, fn, says=says)

@@ -187,3 +187,25 @@ def test_lesson_runs_with_the_solutions(path, monkeypatch):
         assert PASSED in out and FAILED not in out and NOT_WRITTEN not in out, (
             f"{path.name} cell {i}: with the worked solutions every check must pass.\n"
             f"--- cell source ---\n{cell.source}\n--- printed ---\n{out}")
+
+
+def test_a_missing_data_set_is_one_line_in_a_notebook(tmp_path):
+    """No CIFAR-10: the lesson shows one line that says how to point a notebook at the data
+    (not a traceback, and not the command line's --data-dir), and the run stops there."""
+    nbclient = pytest.importorskip("nbclient", reason="nbclient not installed: pip install -r requirements.txt")
+    setup = next(c for c in read(LESSONS / "01_autograd.ipynb").cells if c.cell_type == "code")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(setup.source),
+        nbformat.v4.new_code_cell(f"from tinyresnet.data import load_cifar10\n"
+                                  f"load_cifar10({str(tmp_path)!r}, download=False)"),
+        nbformat.v4.new_code_cell("print('not reached')")])
+    client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                                     resources={"metadata": {"path": str(LESSONS)}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError):
+        client.execute()
+    outputs = nb.cells[1].outputs
+    assert not [o for o in outputs if o.get("output_type") == "error"], "a traceback was shown"
+    shown = printed(nb.cells[1]).strip()
+    assert shown.startswith("DataError:") and "\n" not in shown, f"not one line:\n{shown}"
+    assert "TINYRESNET_DATA" in shown and "--data-dir" not in shown, shown
+    assert not nb.cells[2].outputs, "the notebook went on after the error"

@@ -70,3 +70,65 @@ def check_option_a_shortcut(option_a_shortcut):
                                          max_checks=32, name=f"option_a_shortcut {where}"))
     return (f"{len(SHORTCUT_CONFIGS)} shapes: values equal BasicBlock.shortcut, no parameters, "
             f"gradcheck worst relative error {worst:.1e}")
+
+
+# ------------------------------------------------------------------ He initialization
+
+# (out_channels, in_channels, kernel size): the first conv, a stage change, a 1x1 projection, stage 3
+HE_CONFIGS = [(16, 3, 3), (32, 16, 3), (64, 32, 1), (64, 64, 3)]
+HE_SHAPE_HINT = ("the weights of a convolution are (out_channels, in_channels, kernel_size, kernel_size), "
+                 "as tinyresnet.nn.Conv2d's: rng.standard_normal(that shape) * std.")
+
+
+def _he_slip(he_normal, out_channels, in_channels, kernel_size):
+    """Name the usual init that the learner's std matches (measured on 40 draws pooled, so that
+    the sampling error is small enough to tell them apart)."""
+    fan_in, fan_out = in_channels * kernel_size ** 2, out_channels * kernel_size ** 2
+    he = np.sqrt(2 / fan_in)
+    pooled = np.concatenate([np.ravel(he_normal(out_channels, in_channels, kernel_size, np.random.default_rng(s)))
+                             for s in range(40)])
+    ratio = pooled.std() / he
+    candidates = {
+        "this is std sqrt(1 / fan_in) (LeCun's, or Xavier's for equal fans): right for a linear net, but a "
+        "ReLU zeroes half of its input, so each layer would halve the signal's variance": np.sqrt(1 / fan_in),
+        "fan_in is counted without the kernel: each output sums over in_channels * kernel_size^2 inputs":
+            np.sqrt(2 / in_channels),
+        "this uses the fan-out, out_channels * kernel_size^2, which keeps the backward pass's variance; the forward "
+        "pass needs the fan-in, in_channels * kernel_size^2": np.sqrt(2 / fan_out),
+        "2 / fan_in is the VARIANCE: the std is its square root": 2 / fan_in,
+    }
+    for slip, std in candidates.items():
+        if abs(std / he - 1) > 0.05 and abs(ratio / (std / he) - 1) < 6 / np.sqrt(2 * pooled.size):
+            return slip
+    return "the std must be sqrt(2 / fan_in), with fan_in = in_channels * kernel_size^2"
+
+
+@check("he_normal", shape_hint=HE_SHAPE_HINT)
+def check_he_normal(he_normal):
+    for out_channels, in_channels, kernel_size in HE_CONFIGS:
+        where = f"out_channels {out_channels}, in_channels {in_channels}, kernel_size {kernel_size}"
+        shape = (out_channels, in_channels, kernel_size, kernel_size)
+        with case(where):
+            w = he_normal(out_channels, in_channels, kernel_size, np.random.default_rng(1))
+            again = he_normal(out_channels, in_channels, kernel_size, np.random.default_rng(1))
+            other = he_normal(out_channels, in_channels, kernel_size, np.random.default_rng(2))
+        if not hasattr(w, "shape") or tuple(w.shape) != shape:
+            got = f"shape {tuple(w.shape)}" if hasattr(w, "shape") else describe(w)
+            raise Mismatch(f"for {where} the weights have {got}, expected {shape}.\nhint: {HE_SHAPE_HINT}")
+        w, again, other = (np.asarray(a, dtype=np.float64) for a in (w, again, other))
+        if not np.array_equal(w, again) or np.array_equal(w, other):
+            raise Mismatch(f"for {where} the weights do not follow the rng you were given: the same seed must "
+                           "give the same weights and another seed others.\nhint: draw with "
+                           "rng.standard_normal(...), not np.random, so that manual_seed makes a run repeatable.")
+        target = np.sqrt(2 / (in_channels * kernel_size ** 2))
+        ratio = w.std() / target
+        tolerance = 5 / np.sqrt(2 * w.size)          # five standard errors of a sample std
+        if abs(w.mean()) > 5 * target / np.sqrt(w.size):
+            raise Mismatch(f"for {where} the weights have mean {w.mean():.3g}; they must be centred at 0 "
+                           f"(std {target:.4g}, so a mean of {w.mean() / target:.2g} stds is not chance).")
+        if abs(ratio - 1) > tolerance:
+            raise Mismatch(f"for {where} the weights have std {w.std():.4g}, He's is "
+                           f"sqrt(2 / {in_channels * kernel_size ** 2}) = {target:.4g} ({ratio:.3g} times that).\n"
+                           f"hint: {_he_slip(he_normal, out_channels, in_channels, kernel_size)}.")
+    return (f"{len(HE_CONFIGS)} layer shapes: zero mean, std sqrt(2 / fan_in) within sampling error, "
+            "repeatable from the rng, as tinyresnet.nn.Conv2d draws them")

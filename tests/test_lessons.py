@@ -136,6 +136,15 @@ def test_exercise_cells_are_stubs_with_a_solution(path):
 
 
 @pytest.mark.parametrize("path", notebook_params())
+def test_the_setup_cell_is_the_same_in_every_lesson(path):
+    """The first code cell is 01_autograd's, word for word (paths, QUICK, figures, one-line errors)."""
+    first = next(c for c in read(LESSONS / "01_autograd.ipynb").cells if c.cell_type == "code")
+    mine = next(c for c in read(path).cells if c.cell_type == "code")
+    assert mine.source == first.source, (f"{path.name}: the first code cell differs from 01_autograd's setup "
+                                         f"cell; copy it from there:\n{first.source}")
+
+
+@pytest.mark.parametrize("path", notebook_params())
 def test_every_exercise_is_followed_by_a_check(path):
     nb = read(path)
     exercises = [i for i, _ in cells_tagged(nb, "exercise")]

@@ -89,6 +89,9 @@ LESSONS = (
            {"plot": "training curves and figures"}),
     Lesson("07_layer_responses", "the paper's Fig. 7: the standard deviation of each layer's response, "
            "measured on trained nets whose weights ship in `weights/`"),
+    Lesson("08_vanishing_gradients", "is degradation caused by vanishing gradients? Forward stds, gradient "
+           "norms and relative weight gradients layer by layer, with and without batch norm, at "
+           "initialization and trained; reading intermediate gradients with hooks"),
     Lesson("09_imagenet_bottleneck", "the ImageNet ResNet-18/34/50/101/152 of Table 1: max pooling, the "
            "bottleneck block, parameter counts, multiply-adds counted by forward hooks, one 224×224 "
            "training step timed; ResNet-1202",

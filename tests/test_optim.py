@@ -241,3 +241,13 @@ def test_paper_schedule_drops_at_half_and_three_quarters_and_says_so():
     assert str(schedule) == "lr 0.1, /10 at iterations 32000 and 48000"
     assert str(paper_schedule(0.1, 195, warmup=True)) == ("lr 0.1, /10 at iterations 97 and 146; "
                                                           "warm-up at 0.01 until training error < 80%")
+
+
+def test_the_warmup_lr_is_a_tenth_of_the_lr():
+    """The paper warms ResNet-110 up at 0.01 for its LR of 0.1; a smaller batch with a linearly
+    scaled LR (batch 32, LR 0.025) warms up at a tenth of that LR too (0.0025), not at 0.01."""
+    assert paper_schedule(0.1, 100, warmup=True)(0) == pytest.approx(0.01)
+    scaled = paper_schedule(0.025, 100, warmup=True)
+    assert scaled(0) == pytest.approx(0.0025), f"warm-up LR {scaled(0):g} at --lr 0.025, want 0.0025"
+    scaled.observe(0.5)
+    assert scaled(0) == pytest.approx(0.025)

@@ -17,6 +17,7 @@ from tinyresnet import functional, is_grad_enabled, train
 from tinyresnet.run import checkpoint as ckpt_module
 from tinyresnet.device import gpu_available
 from tinyresnet.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tinyresnet.run.folder import read_log
 
 pytest.register_assert_rewrite("train_helpers")
 from train_helpers import (RECIPE, after_call, assert_same_run, ctrl_c, exit_status,  # noqa: E402
@@ -73,6 +74,20 @@ def test_epoch_rows_and_summary(uninterrupted):
     assert summary["test_error"] == pytest.approx(float(rows[-1][6]), abs=1e-4)
     assert summary["best_test_error"] == pytest.approx(min(float(r[6]) for r in rows), abs=1e-4)
     assert summary["log"] == str(out / "log.csv") and summary["images_per_second"] > 0
+
+
+def test_eval_every_measures_every_nth_epoch_and_the_last(fake, tmp_path, capsys):
+    """--eval-every 2 on a 3-epoch run: the test set is measured after epochs 2 and 3 (the end);
+    epoch 1 logs nan there, says so, and the summary's best is one of the measured epochs."""
+    summary = train.main(tiny(fake, tmp_path / "run", "--epochs", "3", "--eval-every", "2", quiet=False))
+    log = read_log(tmp_path / "run")
+    measured = np.isfinite(log["test_error"])
+    assert list(log["epoch"]) == [1, 2, 3] and list(measured) == [False, True, True], (
+        f"test error measured at epochs {log['epoch'][measured]}, want 2 and 3")
+    assert np.isfinite(log["train_error"]).all(), "the training error is logged every epoch"
+    assert "not measured" in capsys.readouterr().out
+    assert summary["best_test_error"] == pytest.approx(np.nanmin(log["test_error"]), abs=1e-4)
+    assert summary["test_error"] == pytest.approx(log["test_error"][-1], abs=1e-4)
 
 
 def test_the_progress_bar_says_something_every_step(fake, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import numpy as np
 from .autograd import no_grad
 from .device import device_of, to_device
 
-WARMUP_LR, WARMUP_UNTIL = 0.01, 0.80   # the paper's ResNet-110 warm-up
+WARMUP_FRACTION, WARMUP_UNTIL = 0.1, 0.80   # the paper's ResNet-110 warm-up: 0.01 = 0.1 x its LR of 0.1
 
 
 class SGD:
@@ -74,9 +74,10 @@ class SGD:
 def paper_schedule(lr, total, warmup=False):
     """The paper's rule for a run of `total` iterations: lr, divided by 10 at 50% and at 75%
     of the run (its 32k and 48k of 64k), never before the first step (a run of 1 iteration
-    trains at lr); with warmup, the ResNet-110 warm-up in front (Warmup)."""
+    trains at lr); with warmup, the ResNet-110 warm-up in front (Warmup) at lr / 10: the
+    paper's 0.01 for its 0.1, scaled with lr when a smaller batch scales lr down."""
     schedule = StepDecay(lr, [max(1, total // 2), max(1, total * 3 // 4)])
-    return Warmup(schedule, WARMUP_LR, WARMUP_UNTIL) if warmup else schedule
+    return Warmup(schedule, WARMUP_FRACTION * lr, WARMUP_UNTIL) if warmup else schedule
 
 
 class StepDecay:
@@ -118,7 +119,7 @@ class Warmup:
     Call `observe(train_error)` as training goes; then the wrapped schedule takes over.
     """
 
-    def __init__(self, schedule, warmup_lr=WARMUP_LR, until_error=WARMUP_UNTIL):
+    def __init__(self, schedule, warmup_lr=0.01, until_error=WARMUP_UNTIL):
         self.schedule, self.warmup_lr, self.until_error = schedule, warmup_lr, until_error
         self.done = False
 

@@ -61,7 +61,8 @@ def plot_runs(run_dirs, ax=None, labels=None, title=None, ylim=None):
         x = log["iteration"] / scale
         dots = {"marker": "o", "markersize": 3} if len(x) < FEW_POINTS else {}  # short runs: show the rows
         ax.plot(x, log["train_error"], color=color, linestyle="--", linewidth=1, **dots)
-        ax.plot(x, log["test_error"], color=color, linestyle="-", linewidth=2.5, **dots)
+        measured = np.isfinite(log["test_error"])  # --eval-every: a line through the epochs measured
+        ax.plot(x[measured], log["test_error"][measured], color=color, linestyle="-", linewidth=2.5, **dots)
         handles.append(Line2D([], [], color=color, linewidth=2.5, label=label))
     sets = {read_config(d).get("test_set", "test") for d in run_dirs}
     test_name = "validation" if sets == {"val"} else "test"

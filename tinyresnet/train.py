@@ -139,12 +139,14 @@ def evaluate(model, loader, device, quiet=True):
 
 
 def end_of_epoch(state):
-    """Measure the test set, log a row, save a checkpoint."""
+    """Measure the test set (every --eval-every epochs and at the end), log a row, save a checkpoint."""
     train_loss, train_error = state.epoch_sums.read()
     stops.check_finite(state, train_loss, "training loss")
-    with state.evaluating():
-        test_loss, test_error = evaluate(state.model, state.test_loader, state.device, state.recipe.quiet)
-    stops.check_finite(state, test_loss, f"{state.test_set} loss")
+    test_loss = test_error = math.nan  # log.csv says nan for an epoch that was not measured
+    if test_due(state):
+        with state.evaluating():
+            test_loss, test_error = evaluate(state.model, state.test_loader, state.device, state.recipe.quiet)
+        stops.check_finite(state, test_loss, f"{state.test_set} loss")
     row = {"iteration": state.iteration, "epoch": state.iteration / state.batches_per_epoch,
            "lr": state.opt.lr, "train_loss": train_loss, "train_error": 100 * train_error,
            "test_loss": test_loss, "test_error": 100 * test_error, "wall_time": state.wall_time()}
@@ -156,6 +158,12 @@ def end_of_epoch(state):
     resume.save(state)
     if not state.recipe.quiet:
         tqdm.write(report.epoch_line(state, row))
+
+
+def test_due(state):
+    """Is the test set measured at this epoch's end? Every --eval-every epochs, and at the run's end."""
+    epochs_done = math.ceil(state.iteration / state.batches_per_epoch)
+    return state.iteration >= state.total or epochs_done % state.recipe.eval_every == 0
 
 
 def train_epochs(state):

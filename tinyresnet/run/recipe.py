@@ -24,7 +24,7 @@ from typing import Optional
 
 from .. import models
 from ..device import DEVICES
-from ..optim import WARMUP_LR, WARMUP_UNTIL
+from ..optim import WARMUP_FRACTION, WARMUP_UNTIL
 
 PROG = "python -m tinyresnet.train"
 DEFAULT_ITERATIONS = 64000
@@ -62,8 +62,8 @@ class Recipe:
                                    "train this many epochs instead; the LR drops at 50%% and 75%% too",
                                    exclusive="length")
     warmup: bool = option(False, "fixed", "optimization",
-                          f"the paper's ResNet-110 warm-up: LR {WARMUP_LR} until the training error "
-                          f"is below {100 * WARMUP_UNTIL:.0f}%%, then the schedule")
+                          f"the paper's ResNet-110 warm-up: LR/{1 / WARMUP_FRACTION:g} (0.01 at --lr 0.1) until "
+                          f"the training error is below {100 * WARMUP_UNTIL:.0f}%%, then the schedule")
     data_dir: Optional[str] = option(None, "where", "data",
                                      "folder holding cifar-10-batches-py/ (default $TINYRESNET_DATA or "
                                      "~/.cache/tinyresnet; downloaded if missing)")
@@ -73,6 +73,9 @@ class Recipe:
     test_subset: Optional[int] = option(None, "fixed", "data",
                                         "evaluate on N test images only, for CPU budgets (default: all 10,000)",
                                         metavar="N")
+    eval_every: int = option(1, "where", "data",
+                             "measure the test set every N epochs, and at the end (default 1: every "
+                             "epoch); the other epochs log no test error", metavar="N")
     val_split: bool = option(False, "fixed", "data",
                              f"hold out {VAL_SIZE} training images and report them in the test_* columns")
     device: str = option("cpu", "where", "run", "cpu (NumPy) or gpu (CuPy) (default cpu)", choices=DEVICES)
@@ -168,7 +171,7 @@ def check(recipe):
             raise UsageError(f"{flag(key)} must be one of {', '.join(allowed)}, got {getattr(r, key)!r}")
     if r.iterations is not None and r.epochs is not None:
         raise UsageError("--iterations and --epochs: give one of them, not both")
-    for key in ("batch_size", "iterations", "epochs", "subset", "test_subset"):
+    for key in ("batch_size", "iterations", "epochs", "subset", "test_subset", "eval_every"):
         value = getattr(r, key)
         if value is not None and value < 1:
             raise UsageError(f"{flag(key)} must be at least 1, got {value}")

@@ -35,15 +35,17 @@ def introduction(state):
 def epoch_line(state, row):
     return (f"epoch {row['epoch']:g}  iter {row['iteration']}  lr {row['lr']:g}  "
             f"train loss {row['train_loss']:.4f} err {row['train_error']:.2f}%  "
-            f"{state.test_set} loss {row['test_loss']:.4f} err {row['test_error']:.2f}%  "
-            f"[{duration(row['wall_time'])}]")
+            + (f"{state.test_set} loss {row['test_loss']:.4f} err {row['test_error']:.2f}%  "
+               if math.isfinite(row["test_error"]) else f"({state.test_set} set not measured, --eval-every)  ")
+            + f"[{duration(row['wall_time'])}]")
 
 
 def summarize(state):
     """The run's results as a dict: final and best errors (in percent), time, speed, paths."""
     rows, r = state.rows, state.recipe
     last = rows[-1] if rows else {k: math.nan for k in LOG_COLUMNS}
-    best = min(rows, key=lambda row: row["test_error"]) if rows else last
+    measured = [row for row in rows if math.isfinite(row["test_error"])]  # --eval-every skips some
+    best = min(measured, key=lambda row: row["test_error"]) if measured else last
     train_seconds = time.perf_counter() - state.started - state.eval_seconds
     images = (state.iteration - state.first_iteration) * r.batch_size
     return {

@@ -10,9 +10,10 @@ PyTorch on a CPU, so the schedules are tried here first, on tinyresnet's own dat
 given seed) with the twin nets of `torch_models.py`, initialized as tinyresnet initializes.
 
 What stays the paper's: the 6n+2 nets with option-A shortcuts, batch norm, He init, SGD with
-momentum 0.9 and weight decay 1e-4, batch 128 at LR 0.1, the LR divided by 10 at 50 % and 75 %
-of the run. What is searched: the number of training images (--subsets), the length (--lengths,
-in iterations) and the paper's warm-up (--warmup).
+momentum 0.9 and weight decay 1e-4, the LR divided by 10 at 50 % and 75 % of the run. What is
+searched: the number of training images (--subsets), the length (--lengths, in iterations), the
+paper's warm-up (--warmup: LR/10 until the training error is below 80 %, as tinyresnet.train's)
+and the batch size (--batch; the paper's 128 at LR 0.1, and the LR scaled linearly with it).
 
 One job is one net, one subset and one seed, for all the lengths at once: the LR is the same
 for every length until the first drop, so the job trains one trajectory up to half of the
@@ -42,8 +43,8 @@ from tinyresnet.data import Loader, load_cifar10, per_pixel_mean, subset  # noqa
 
 NETS = {"plain20": (20, False), "plain56": (56, False), "resnet20": (20, True), "resnet56": (56, True)}
 LABELS = {"plain20": "plain-20", "plain56": "plain-56", "resnet20": "ResNet-20", "resnet56": "ResNet-56"}
-BATCH, LR, MOMENTUM, WEIGHT_DECAY = 128, 0.1, 0.9, 1e-4
-WARMUP_LR, WARMUP_UNTIL, READ_EVERY = 0.01, 0.80, 20   # as tinyresnet.train's --warmup
+PAPER_BATCH, PAPER_LR, MOMENTUM, WEIGHT_DECAY = 128, 0.1, 0.9, 1e-4
+WARMUP_FRACTION, WARMUP_UNTIL, READ_EVERY = 0.1, 0.80, 20   # as tinyresnet.train's --warmup
 DATA_SEED = 0                                          # as tinyresnet.train: which images --subset keeps
 
 
@@ -78,19 +79,20 @@ def job(spec):
     import torch
     from torch_models import CifarResNet, init_like_tinyresnet
     torch.set_num_threads(1)
-    net, n_train, seed, lengths, warmup, data_dir = (spec[k] for k in
-                                                     ("net", "subset", "seed", "lengths", "warmup", "data_dir"))
+    net, n_train, seed, lengths, warmup, batch, data_dir = (
+        spec[k] for k in ("net", "subset", "seed", "lengths", "warmup", "batch", "data_dir"))
+    base_lr = PAPER_LR * batch / PAPER_BATCH  # linear scaling: batch 32 trains at 0.025
     depth, residual = NETS[net]
     x_train, y_train, x_test, y_test = load_cifar10(data_dir, download=False)
     if n_train < len(x_train):
         x_train, y_train = subset(x_train, y_train, n_train, seed=DATA_SEED)
     mean = per_pixel_mean(x_train)
-    stream = Stream(Loader(x_train, y_train, BATCH, mean, shuffle=True, augment=True, rng=np.random.default_rng((seed, 1))))
+    stream = Stream(Loader(x_train, y_train, batch, mean, shuffle=True, augment=True, rng=np.random.default_rng((seed, 1))))
     test = Loader(x_test, y_test, 500, mean)
     per_epoch = len(stream.loader)
     torch.manual_seed(seed)
     model = init_like_tinyresnet(CifarResNet(depth, residual))
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    opt = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     state = {"iteration": 0, "warm": warmup, "wrong": [], "loss": [], "seconds": 0.0}
 
     def train_to(end, milestones):
@@ -98,7 +100,7 @@ def job(spec):
         model.train()
         while state["iteration"] < end:
             it = state["iteration"]
-            lr = WARMUP_LR if state["warm"] else LR * 0.1 ** sum(it >= m for m in milestones)
+            lr = WARMUP_FRACTION * base_lr if state["warm"] else base_lr * 0.1 ** sum(it >= m for m in milestones)
             for group in opt.param_groups:
                 group["lr"] = lr
             x, y = stream.next()
@@ -112,7 +114,7 @@ def job(spec):
             state["loss"].append(loss.item())
             state["iteration"] += 1
             if state["warm"] and state["iteration"] % READ_EVERY == 0:
-                state["warm"] = sum(state["wrong"][-READ_EVERY:]) / (READ_EVERY * BATCH) >= WARMUP_UNTIL
+                state["warm"] = sum(state["wrong"][-READ_EVERY:]) / (READ_EVERY * batch) >= WARMUP_UNTIL
         state["seconds"] += time.perf_counter() - start
 
     def snapshot():
@@ -138,9 +140,9 @@ def job(spec):
         last_epoch = state["wrong"][(length - 1) // per_epoch * per_epoch:]
         start = time.perf_counter()
         test_error, test_loss = evaluate(model, test)
-        results.append({**{k: spec[k] for k in ("net", "subset", "seed", "warmup")}, "iterations": length,
+        results.append({**{k: spec[k] for k in ("net", "subset", "seed", "warmup", "batch")}, "iterations": length,
                         "epochs": length / per_epoch,
-                        "train_error": 100 * sum(last_epoch) / (len(last_epoch) * BATCH),
+                        "train_error": 100 * sum(last_epoch) / (len(last_epoch) * batch),
                         "train_loss": float(np.mean(state["loss"][-len(last_epoch):])),
                         "test_error": test_error, "test_loss": test_loss,
                         "train_seconds": state["seconds"], "eval_seconds": time.perf_counter() - start,
@@ -148,7 +150,7 @@ def job(spec):
         with open(spec["out"], "a") as f:  # each length as soon as it is done: a crash loses no result
             f.write(json.dumps(results[-1]) + "\n")
         r = results[-1]
-        print(f"{LABELS[net]:>9} {n_train:>6} images, {length:>5} iterations, seed {seed}: train "
+        print(f"{LABELS[net]:>9} {n_train:>6} images, batch {batch}, {length:>5} iterations, seed {seed}: train "
               f"{r['train_error']:.2f}%  test {r['test_error']:.2f}%  ({r['train_seconds'] / 60:.0f} min)", flush=True)
     return results
 
@@ -172,18 +174,19 @@ def done_keys(out):
     if not out.is_file():
         return set()
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
-    return {(r["net"], r["subset"], r["seed"], r["warmup"], r["iterations"]) for r in rows}
+    return {(r["net"], r["subset"], r["seed"], r["warmup"], r.get("batch", PAPER_BATCH), r["iterations"])
+            for r in rows}
 
 
 def table(out):
-    """One line per (subset, warm-up, length, seed): the four nets' final errors and the orderings."""
+    """One line per (subset, batch, warm-up, length, seed): the four nets' final errors and the orderings."""
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     groups = {}
     for r in rows:
-        groups.setdefault((r["subset"], r["warmup"], r["iterations"], r["seed"]), {})[r["net"]] = r
-    lines = ["| images | warm-up | iterations | epochs | seed | plain-20 | plain-56 | ResNet-20 | ResNet-56 "
+        groups.setdefault((r["subset"], r.get("batch", PAPER_BATCH), r["warmup"], r["iterations"], r["seed"]), {})[r["net"]] = r
+    lines = ["| images | batch | warm-up | iterations | epochs | seed | plain-20 | plain-56 | ResNet-20 | ResNet-56 "
              "| plain-56 > plain-20 | ResNet-56 < ResNet-20 | ResNet-56 < plain-56 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(g, net):
         r = g.get(net)
@@ -193,9 +196,9 @@ def table(out):
         if a in g and b in g:
             return "yes" if g[a]["train_error"] > g[b]["train_error"] else "**no**"
         return "—"
-    for (n, warm, length, seed), g in sorted(groups.items()):
+    for (n, batch, warm, length, seed), g in sorted(groups.items()):
         epochs = next(iter(g.values()))["epochs"]
-        lines.append(f"| {n} | {'yes' if warm else 'no'} | {length} | {epochs:g} | {seed} | "
+        lines.append(f"| {n} | {batch} | {'yes' if warm else 'no'} | {length} | {epochs:g} | {seed} | "
                      + " | ".join(cell(g, net) for net in NETS) + " | "
                      + " | ".join((order(g, "plain56", "plain20"), order(g, "resnet20", "resnet56"),
                                    order(g, "plain56", "resnet56"))) + " |")
@@ -211,6 +214,7 @@ def main():
     p.add_argument("--lengths", nargs="+", type=int, default=[780, 1170, 1950, 3120])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--warmup", action="store_true")
+    p.add_argument("--batch", type=int, default=PAPER_BATCH, help="minibatch size; LR 0.1 x batch / 128")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--table", action="store_true", help="print the table of what --out holds, and stop")
     args = p.parse_args()
@@ -219,9 +223,9 @@ def main():
         return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = done_keys(args.out)
-    specs = [{"net": net, "subset": n, "seed": seed, "warmup": args.warmup, "data_dir": args.data_dir,
-              "out": str(args.out),
-              "lengths": [t for t in args.lengths if (net, n, seed, args.warmup, t) not in done]}
+    specs = [{"net": net, "subset": n, "seed": seed, "warmup": args.warmup, "batch": args.batch,
+              "data_dir": args.data_dir, "out": str(args.out),
+              "lengths": [t for t in args.lengths if (net, n, seed, args.warmup, args.batch, t) not in done]}
              for net in args.nets for n in args.subsets for seed in args.seeds]
     specs = [s for s in specs if s["lengths"]]
     specs.sort(key=lambda s: -NETS[s["net"]][0] * (max(s["lengths"]) + sum(s["lengths"])) / 2)

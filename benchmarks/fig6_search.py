@@ -40,12 +40,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from tinyresnet.data import Loader, load_cifar10, per_pixel_mean, subset  # noqa: E402
+from tinyresnet.optim import WARMUP_FRACTION, WARMUP_UNTIL  # noqa: E402  (--warmup as tinyresnet.train's)
+from tinyresnet.train import DATA_SEED, READ_EVERY  # noqa: E402  (which images --subset keeps; warm-up window)
 
 NETS = {"plain20": (20, False), "plain56": (56, False), "resnet20": (20, True), "resnet56": (56, True)}
 LABELS = {"plain20": "plain-20", "plain56": "plain-56", "resnet20": "ResNet-20", "resnet56": "ResNet-56"}
 PAPER_BATCH, PAPER_LR, MOMENTUM, WEIGHT_DECAY = 128, 0.1, 0.9, 1e-4
-WARMUP_FRACTION, WARMUP_UNTIL, READ_EVERY = 0.1, 0.80, 20   # as tinyresnet.train's --warmup
-DATA_SEED = 0                                          # as tinyresnet.train: which images --subset keeps
 
 
 class Stream:

@@ -28,6 +28,7 @@ in float16 (half the bytes; what that changes is measured at export and stored i
 plus where they came from. The files use tinyresnet's checkpoint format: an .npz read with
 allow_pickle=False, so loading one can never run code.
 """
+import json
 import time
 from pathlib import Path
 
@@ -46,6 +47,8 @@ from tinyresnet.train import DATA_SEED, run
 LESSONS = Path(__file__).resolve().parent
 RESULTS = LESSONS / "results"
 WEIGHTS = LESSONS / "weights"       # trained weights shipped with the lessons: <name>.npz
+# every schedule the PyTorch twin was trained on (benchmarks/fig6_search.py), one JSON line per run
+TWIN_SEARCH = LESSONS.parent / "benchmarks" / "results" / "fig6_search.jsonl"
 RUN_FILES = (CHECKPOINT, LOG, CONFIG)
 
 # The four nets of the paper's Fig. 6 that a CPU can train: name -> (depth, residual)
@@ -355,3 +358,13 @@ def wall_times(run_dirs):
     each = ", ".join(f"{name} {duration(t)}" for name, t in times.items())
     return (f"wall times: {each}; {duration(sum(times.values()))} in all, one after the other "
             "(runs that shared the machine took less from first start to last finish)")
+
+
+def twin_runs(search=TWIN_SEARCH, **match):
+    """The PyTorch twin's runs in `search` (benchmarks/fig6_search.py's JSON lines) whose fields
+    equal `match`, e.g. twin_runs(batch=16, iterations=12480); [] when the file is missing."""
+    path = Path(search)
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]

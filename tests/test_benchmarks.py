@@ -43,3 +43,7 @@ def test_the_search_writes_one_row_per_length_at_the_scaled_lr(tmp_path, monkeyp
     assert all(r["batch"] == 8 and 0 <= r["train_error"] <= 100 and 0 <= r["test_error"] <= 100 for r in written)
     assert fig6_search.done_keys(out) == {("resnet20", 40, 0, False, 8, 4), ("resnet20", 40, 0, False, 8, 6)}
     assert "| 40 | 8 | no | 4 |" in fig6_search.table(out)
+    import experiments  # lesson 06 reads the search back with this
+    assert [r["iterations"] for r in experiments.twin_runs(out, net="resnet20", batch=8)] == [4, 6]
+    assert experiments.twin_runs(out, iterations=6) == [written[1]]
+    assert experiments.twin_runs(tmp_path / "missing.jsonl") == []

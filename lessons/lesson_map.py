@@ -85,8 +85,8 @@ LESSONS = (
            {"nn": "modules, parameters, initialization, state_dict, small functional ops",
             "models": "the CIFAR ResNet architectures"}),
     Lesson("06_degradation", "the paper's Fig. 1 and Fig. 6: plain against residual nets of 20 and 56 "
-           "layers, on a CPU budget (`results/cpu-budget/`, degradation) and a longer run that shows the "
-           "whole ordering (`results/cpu-fig6/`)",
+           "layers, on a CPU budget (`results/cpu-budget/`, degradation) and a longer run "
+           "(`results/cpu-fig6-b16/`): two of the three orderings, and how close the third is",
            {"plot": "training curves and figures"}),
     Lesson("07_layer_responses", "the paper's Fig. 7: the standard deviation of each layer's response, "
            "measured on trained nets whose weights ship in `weights/`"),

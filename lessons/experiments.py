@@ -37,7 +37,7 @@ import numpy as np
 
 from tinyresnet.data import load_cifar10, normalize, per_pixel_mean, subset
 from tinyresnet.models import cifar_resnet
-from tinyresnet.plot import plot_runs
+from tinyresnet.plot import default_ylim, plot_runs
 from tinyresnet.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tinyresnet.run.folder import CHECKPOINT, CONFIG, LOG, RunFolderError, label_of, read_config, read_log
 from tinyresnet.run.recipe import EXPERIMENT, Recipe
@@ -186,12 +186,10 @@ def describe(run_dir):
 def figure6(left, right, titles=("plain networks", "residual networks"), ylim=None):
     """The paper's Fig. 6 layout: two panels side by side, training error dashed, test error bold."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True, layout="constrained")
+    if ylim is None:  # one error axis for both panels, as in the paper, that fits every run
+        ylim = default_ylim([read_log(run) for run in (*left, *right)])
     for ax, runs, title in zip(axes, (left, right), titles):
         plot_runs(runs, ax=ax, title=title, ylim=ylim)
-    if ylim is None:  # one error axis for both panels, as in the paper
-        top = max(ax.get_ylim()[1] for ax in axes)
-        for ax in axes:
-            ax.set_ylim(0, top)
     return fig
 
 

@@ -106,3 +106,26 @@ def test_not_a_log(tmp_path):
     (tmp_path / "log.csv").write_text("a,b\n1,2\n")
     with pytest.raises(RunFolderError, match="not a training log"):
         read_log(tmp_path)
+
+
+def test_long_runs_that_end_above_20_percent_stay_on_the_axes(tmp_path):
+    paper_like = plot_runs([fake_run(tmp_path / "gpu", 56, True, 7.0)]).axes[0]
+    assert paper_like.get_ylim() == (0, 20), "a paper-length run that ends below 20% gets the paper's axes"
+    cpu = fake_run(tmp_path / "cpu", 56, True, 27.0, iterations=12500, per_epoch=625)
+    ax = plot_runs([cpu]).axes[0]
+    highest = max(max(line.get_ydata()) for line in ax.get_lines())
+    assert ax.get_ylim()[1] >= highest, (
+        f"the y axis stops at {ax.get_ylim()[1]:.1f}% but the run's errors reach {highest:.1f}%: "
+        "a long run that ends above 20% error must not be drawn off the axes")
+
+
+def test_lesson_figure6_shares_one_axis_that_fits_both_panels(tmp_path):
+    import experiments  # lessons/ is on the path (conftest.py): lesson 06's two-panel figure
+    plain = [fake_run(tmp_path / "plain56", 56, False, 62.0, iterations=12500, per_epoch=625)]
+    residual = [fake_run(tmp_path / "resnet56", 56, True, 27.0, iterations=12500, per_epoch=625)]
+    fig = experiments.figure6(plain, residual)
+    highest = max(max(line.get_ydata()) for ax in fig.axes for line in ax.get_lines())
+    for ax in fig.axes:
+        assert ax.get_ylim()[1] >= highest, (
+            f"panel '{ax.get_title()}' stops at {ax.get_ylim()[1]:.1f}% but a run reaches {highest:.1f}%: "
+            "both panels share one y axis, so it must fit the runs of both")

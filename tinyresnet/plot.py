@@ -27,14 +27,31 @@ class PlotError(Exception):
     """Runs that cannot be plotted together, explained in one line."""
 
 
+def default_ylim(logs):
+    """The paper's (0, 20) for long runs that end below 20 % error; else 0 to a bit above the
+    highest error, so that a long run that ends higher (a CPU budget run) is not drawn off the axes.
+    logs: read_log() of every run on the axes (on both panels of a figure that shares them)."""
+    rows = [log for log in logs if len(log["iteration"])]
+    long = any(log["iteration"].max() >= LONG_RUN for log in rows)
+    if long and rows and max(final_error(log) for log in rows) <= 20:
+        return (0, 20)
+    highest = max((np.nanmax(np.concatenate([log["train_error"], log["test_error"]])) for log in rows), default=100)
+    return (0, min(100, 1.05 * highest))
+
+
+def final_error(log):
+    """The larger of a log's last training error and its last measured test error (%)."""
+    tested = log["test_error"][np.isfinite(log["test_error"])]
+    return max(log["train_error"][-1], tested[-1] if len(tested) else 0.0)
+
+
 def plot_runs(run_dirs, ax=None, labels=None, title=None, ylim=None):
     """Fig. 6 for some runs: training error dashed, test error bold, one colour per run.
 
     run_dirs: folders written by tinyresnet.train (or their log.csv files).
     ax: a matplotlib Axes to draw into (default: a new figure).
     labels: legend names (default: from each run's config.json).
-    ylim: (low, high) error range in percent (default (0, 20) for long runs, as
-    the paper, else 0 to a bit above the highest error).
+    ylim: (low, high) error range in percent (default: see default_ylim).
     Returns the matplotlib Figure.
     """
     from matplotlib.figure import Figure
@@ -72,9 +89,7 @@ def plot_runs(run_dirs, ax=None, labels=None, title=None, ylim=None):
     ax.set_xlabel("iter. (1e4)" if scale == 1e4 else "iterations")
     ax.set_ylabel("error (%)")
     if ylim is None:
-        highest = max((np.nanmax(np.concatenate([log["train_error"], log["test_error"]]))
-                       for log in logs if len(log["iteration"])), default=100)
-        ylim = (0, 20) if scale == 1e4 else (0, min(100, 1.05 * highest))
+        ylim = default_ylim(logs)
     ax.set_ylim(*ylim)
     if ylim[1] - ylim[0] <= 30:
         ax.yaxis.set_major_locator(MultipleLocator(5))  # 0, 5, 10, 15, 20 as in the paper

@@ -170,17 +170,24 @@ def evaluate(model, loader):
     return 100 * wrong / len(loader.x), loss / len(loader.x)
 
 
-def done_keys(out):
+def read_rows(out, **match):
+    """The runs in `out` (one JSON line each) whose fields equal `match`; [] when there is no file."""
+    out = Path(out)
     if not out.is_file():
-        return set()
+        return []
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
+def done_keys(out):
+    rows = read_rows(out)
     return {(r["net"], r["subset"], r["seed"], r["warmup"], r.get("batch", PAPER_BATCH), r["iterations"])
             for r in rows}
 
 
 def table(out):
     """One line per (subset, batch, warm-up, length, seed): the four nets' final errors and the orderings."""
-    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    rows = read_rows(out)
     groups = {}
     for r in rows:
         groups.setdefault((r["subset"], r.get("batch", PAPER_BATCH), r["warmup"], r["iterations"], r["seed"]), {})[r["net"]] = r

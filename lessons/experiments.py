@@ -28,7 +28,6 @@ in float16 (half the bytes; what that changes is measured at export and stored i
 plus where they came from. The files use tinyresnet's checkpoint format: an .npz read with
 allow_pickle=False, so loading one can never run code.
 """
-import json
 import time
 from pathlib import Path
 
@@ -361,8 +360,5 @@ def wall_times(run_dirs):
 def twin_runs(search=TWIN_SEARCH, **match):
     """The PyTorch twin's runs in `search` (benchmarks/fig6_search.py's JSON lines) whose fields
     equal `match`, e.g. twin_runs(batch=16, iterations=12480); [] when the file is missing."""
-    path = Path(search)
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+    from benchmarks.fig6_search import read_rows   # the search's own reader (needs no PyTorch)
+    return read_rows(search, **match)

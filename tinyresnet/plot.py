@@ -32,11 +32,15 @@ def default_ylim(logs):
     highest error, so that a long run that ends higher (a CPU budget run) is not drawn off the axes.
     logs: read_log() of every run on the axes (on both panels of a figure that shares them)."""
     rows = [log for log in logs if len(log["iteration"])]
-    long = any(log["iteration"].max() >= LONG_RUN for log in rows)
-    if long and rows and max(final_error(log) for log in rows) <= 20:
+    if is_long(rows) and max(final_error(log) for log in rows) <= 20:
         return (0, 20)
     highest = max((np.nanmax(np.concatenate([log["train_error"], log["test_error"]])) for log in rows), default=100)
     return (0, min(100, 1.05 * highest))
+
+
+def is_long(logs):
+    """Whether any of the runs reaches LONG_RUN iterations (its x axis then counts in 1e4)."""
+    return any(len(log["iteration"]) and log["iteration"].max() >= LONG_RUN for log in logs)
 
 
 def final_error(log):
@@ -70,8 +74,7 @@ def plot_runs(run_dirs, ax=None, labels=None, title=None, ylim=None):
         ax = fig.add_subplot()
     else:
         fig = ax.figure
-    longest = max((log["iteration"].max() for log in logs if len(log["iteration"])), default=0)
-    scale = 1e4 if longest >= LONG_RUN else 1
+    scale = 1e4 if is_long(logs) else 1
     handles = []
     for i, (log, label) in enumerate(zip(logs, labels)):
         color = f"C{i % 10}"

@@ -23,17 +23,19 @@ would end with: the training error averaged over the last epoch (as it was train
 batch norm in training mode) and the error on all 10,000 test images in eval mode. Jobs whose
 lines are already in --out are skipped, so the search can be stopped and started again.
 
-Two jobs run at a time, one thread each (the longest first). `--table` prints what --out holds.
+Two jobs run at a time, one thread each (the longest first), each with its progress bar. `--table` prints what --out holds.
 """
 import argparse
 import copy
 import json
+import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,6 +48,14 @@ from tinyresnet.train import DATA_SEED, READ_EVERY  # noqa: E402  (which images 
 NETS = {"plain20": (20, False), "plain56": (56, False), "resnet20": (20, True), "resnet56": (56, True)}
 LABELS = {"plain20": "plain-20", "plain56": "plain-56", "resnet20": "ResNet-20", "resnet56": "ResNet-56"}
 PAPER_BATCH, PAPER_LR, MOMENTUM, WEIGHT_DECAY = 128, 0.1, 0.9, 1e-4
+_slot = 0  # which line of the terminal this worker's progress bar takes
+
+
+def _take_slot(counter):
+    """Pool initializer: give each worker process its own progress-bar line."""
+    global _slot
+    with counter.get_lock():
+        _slot, counter.value = counter.value, counter.value + 1
 
 
 class Stream:
@@ -94,6 +104,9 @@ def job(spec):
     model = init_like_tinyresnet(CifarResNet(depth, residual))
     opt = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     state = {"iteration": 0, "warm": warmup, "wrong": [], "loss": [], "seconds": 0.0}
+    total = max(lengths) // 2 + sum(t - t // 2 for t in lengths)  # to every half, then each second half
+    bar = tqdm(total=total, desc=f"{LABELS[net]} {n_train} images seed {seed}", unit="it",
+               position=_slot, leave=False, mininterval=5, dynamic_ncols=True)
 
     def train_to(end, milestones):
         start = time.perf_counter()
@@ -113,6 +126,7 @@ def job(spec):
             state["wrong"].append(int((logits.argmax(1) != y).sum()))
             state["loss"].append(loss.item())
             state["iteration"] += 1
+            bar.update()
             if state["warm"] and state["iteration"] % READ_EVERY == 0:
                 state["warm"] = sum(state["wrong"][-READ_EVERY:]) / (READ_EVERY * batch) >= WARMUP_UNTIL
         state["seconds"] += time.perf_counter() - start
@@ -150,8 +164,9 @@ def job(spec):
         with open(spec["out"], "a") as f:  # each length as soon as it is done: a crash loses no result
             f.write(json.dumps(results[-1]) + "\n")
         r = results[-1]
-        print(f"{LABELS[net]:>9} {n_train:>6} images, batch {batch}, {length:>5} iterations, seed {seed}: train "
-              f"{r['train_error']:.2f}%  test {r['test_error']:.2f}%  ({r['train_seconds'] / 60:.0f} min)", flush=True)
+        tqdm.write(f"{LABELS[net]:>9} {n_train:>6} images, batch {batch}, {length:>5} iterations, seed {seed}: train "
+                   f"{r['train_error']:.2f}%  test {r['test_error']:.2f}%  ({r['train_seconds'] / 60:.0f} min)")
+    bar.close()
     return results
 
 
@@ -237,7 +252,7 @@ def main():
     specs = [s for s in specs if s["lengths"]]
     specs.sort(key=lambda s: -NETS[s["net"]][0] * (max(s["lengths"]) + sum(s["lengths"])) / 2)
     print(f"{len(specs)} jobs, {args.workers} at a time; results go to {args.out}", flush=True)
-    with ProcessPoolExecutor(args.workers) as pool:
+    with ProcessPoolExecutor(args.workers, initializer=_take_slot, initargs=(multiprocessing.Value("i", 0),)) as pool:
         for future in [pool.submit(job, s) for s in specs]:
             future.result()  # re-raises a job's error
 

@@ -23,7 +23,8 @@ would end with: the training error averaged over the last epoch (as it was train
 batch norm in training mode) and the error on all 10,000 test images in eval mode. Jobs whose
 lines are already in --out are skipped, so the search can be stopped and started again.
 
-Two jobs run at a time, one thread each (the longest first), each with its progress bar. `--table` prints what --out holds.
+Two jobs run at a time, one thread each (the longest first), each with its own progress bar.
+`--table` prints what --out holds.
 """
 import argparse
 import copy

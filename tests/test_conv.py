@@ -44,6 +44,7 @@ CONFIGS = [
     ((1, 3, 5, 7), (2, 3, 5, 5), 1, 2),      # big kernel, padding 2
     ((2, 3, 6, 5), (4, 3, 3, 2), 1, 1),      # non-square kernel
     ((2, 16, 4, 4), (8, 16, 3, 3), 1, 1),    # many channels
+    ((2, 3, 6, 6), (4, 3, 3, 3), 1, 0),      # no padding: the output is smaller than the input
 ]
 
 
@@ -113,11 +114,32 @@ def test_fast_path_equals_the_definition(cfg, part, chunking, rng):
     g = rng.standard_normal((x_shape[0], k, ho, wo))
     args = {"forward": (x, w, stride, padding), "weight_grad": (x, g, w_shape, stride, padding),
             "input_grad": (g, w, x_shape, stride, padding)}[part]
-    fast = dict(zip(["forward", "weight_grad", "input_grad"], fastconv.ALGORITHM))[part]
-    definition = getattr(conv, f"{part}_definition")
+    fast, definition = getattr(fastconv, part), getattr(conv, f"{part}_definition")
     np.testing.assert_allclose(fast(*args), definition(*args), rtol=1e-10, atol=1e-10,
                                err_msg=f"fastconv.{part} differs from conv.{part}_definition for "
                                        f"{config_id(cfg)} ({chunking})")
+
+
+@pytest.mark.parametrize("need_dx", [True, False], ids=["dx and dw", "dw only"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=config_id)
+def test_fast_backward_equals_the_definitions(cfg, need_dx, chunking, rng):
+    """fastconv.backward (which, at stride 1, reads both gradients off one unfolding of g) must
+    give conv.py's dx = col2im(g2 @ w2ᵀ) and dw2 = colsᵀ @ g2."""
+    x_shape, w_shape, stride, padding = cfg
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    ho = output_size(x_shape[2], w_shape[2], stride, padding)
+    wo = output_size(x_shape[3], w_shape[3], stride, padding)
+    g = rng.standard_normal((x_shape[0], w_shape[0], ho, wo))
+    fast = fastconv.backward(x, g, w, stride, padding, need_dx)
+    definition = conv.backward_definition(x, g, w, stride, padding, need_dx)
+    for name, got, want in zip(("dx", "dw"), fast, definition):
+        if want is None:
+            assert got is None, f"fastconv.backward returned a {name} that was not asked for"
+            continue
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10,
+                                   err_msg=f"fastconv.backward's {name} differs from the definition "
+                                           f"for {config_id(cfg)} ({chunking}); at stride 1 it is read "
+                                           "off the unfolded g, with the kernel offsets flipped")
 
 
 def test_cpu_runs_the_fast_path_and_a_gpu_the_definitions():
@@ -131,7 +153,9 @@ def test_float32_stays_float32_on_the_fast_path(rng):
     g = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
     for part, out in [("forward", fastconv.forward(x, w, 1, 1)),
                       ("weight_grad", fastconv.weight_grad(x, g, w.shape, 1, 1)),
-                      ("input_grad", fastconv.input_grad(g, w, x.shape, 1, 1))]:
+                      ("input_grad", fastconv.input_grad(g, w, x.shape, 1, 1)),
+                      ("backward's dx", fastconv.backward(x, g, w, 1, 1)[0]),
+                      ("backward's dw", fastconv.backward(x, g, w, 1, 1)[1])]:
         assert out.dtype == np.float32, f"fastconv.{part} returned {out.dtype} for float32 inputs"
 
 

@@ -80,16 +80,26 @@ def _channel_dot(xp, a, b):
 
 def _scale_shift(xp, a, scale, shift, out=None):
     """a * scale + shift per channel: (N, C, H, W), with scale, shift: (C,) or numbers -> a new
-    array stored like a (or `out`, which may be a itself)."""
+    array stored like a (or `out`, which may be a itself). A scale of 1 or a shift of 0 costs
+    no pass over the array."""
     out = xp.empty_like(a) if out is None else out
     rows, rows_out = _rows(a), _rows(out)
     if rows is None or rows_out is None:
-        xp.multiply(a, _bc(xp, scale, a), out=out)
-        out += _bc(xp, shift, a)
-        return out
-    xp.multiply(rows, _tiled(xp, scale, a, rows), out=rows_out)
-    rows_out += _tiled(xp, shift, a, rows)
+        src, dst, per_channel = a, out, lambda v: _bc(xp, v, a)
+    else:
+        src, dst, per_channel = rows, rows_out, lambda v: _tiled(xp, v, a, rows)
+    if _is(scale, 1):
+        xp.add(src, per_channel(shift), out=dst)
+    else:
+        xp.multiply(src, per_channel(scale), out=dst)
+        if not _is(shift, 0):
+            dst += per_channel(shift)
     return out
+
+
+def _is(v, number):
+    """v is this plain number (not a per-channel array)."""
+    return isinstance(v, (int, float)) and v == number
 
 
 def _rows(a):

@@ -7,11 +7,12 @@ and the upstream gradient as g2: (N*Ho*Wo, K):
     weight grad:   dw2 = colsᵀ @ g2
     input grad:    dx  = col2im(g2 @ w2ᵀ)
 
-The three functions below are exactly these definitions. conv2d runs them on
-a GPU, where one big product keeps the device busy. On a CPU it runs
-`fastconv`'s versions, which compute the same numbers a few images at a time,
-in cache, on every core, and never keep cols (9x the input) for the backward
-pass; tests/test_conv.py checks that they equal the definitions.
+The three functions below are exactly these definitions (backward_definition
+only pairs the two gradients, as conv2d's backward pass wants them). conv2d
+runs them on a GPU, where one big product keeps the device busy. On a CPU it
+runs `fastconv`'s versions, which compute the same numbers a few images at a
+time, in cache, on every core, and never keep cols (9x the input) for the
+backward pass; tests/test_conv.py checks that they equal the definitions.
 """
 import numpy as np
 
@@ -25,14 +26,10 @@ def conv2d(x, w, stride=1, padding=0):
     """Cross-correlate x: (N, C, H, W) with w: (K, C, R, S) -> (N, K, Ho, Wo)."""
     same_device(x.data, w.data, op="conv2d")
     _check_shapes(x.shape, w.shape, stride, padding)
-    forward, weight_grad, input_grad = algorithm(xp_of(x.data))
+    forward, backward = algorithm(xp_of(x.data))
     out = forward(x.data, w.data, stride, padding)
-
-    def backward(g):
-        dw = weight_grad(x.data, g, w.shape, stride, padding)
-        dx = input_grad(g, w.data, x.shape, stride, padding) if x.requires_grad else None
-        return dx, dw
-    return Tensor.from_op(out, (x, w), backward, "conv2d")
+    return Tensor.from_op(out, (x, w), lambda g: backward(x.data, g, w.data, stride, padding, x.requires_grad),
+                          "conv2d")
 
 
 def forward_definition(x, w, stride, padding):
@@ -56,12 +53,18 @@ def input_grad_definition(g, w, x_shape, stride, padding):
     return col2im(unfold_grad(g) @ unfold_kernel(w).T, x_shape, w.shape[2:], stride, padding)
 
 
-DEFINITION = (forward_definition, weight_grad_definition, input_grad_definition)
+def backward_definition(x, g, w, stride, padding, need_dx=True):
+    """(dx, dw): both gradients by their definitions (dx is None when x needs none)."""
+    dx = input_grad_definition(g, w, x.shape, stride, padding) if need_dx else None
+    return dx, weight_grad_definition(x, g, w.shape, stride, padding)
+
+
+DEFINITION = (forward_definition, backward_definition)
 
 
 def algorithm(xp):
-    """(forward, weight_grad, input_grad) for arrays of module xp: the definitions, or on a CPU
-    fastconv's equal but faster versions. This is the one place that chooses."""
+    """(forward, backward) for arrays of module xp: the definitions, or on a CPU fastconv's
+    equal but faster versions. This is the one place that chooses."""
     return fastconv.ALGORITHM if xp is np and fastconv.ENABLED else DEFINITION
 
 

@@ -17,6 +17,13 @@ The last line: with stride 1, input pixel (i, j) was seen by output pixel
 (i - r + padding, j - s + padding) through w[:, :, r, s]. So dx is g, padded
 by R-1-padding, cross-correlated with w flipped in space and with its two
 channel axes swapped: the forward pass again, with no col2im at all.
+
+That flipped correlation unfolds g into gcols, one row per *input* pixel,
+holding every g that pixel fed. The weight gradient is the same sum read the
+other way round (dw[k, c, r, s] = sum over pixels of x[c] * g[k] at offset
+(R-1-r, S-1-s) in gcols), so `backward` computes both from one unfolding:
+
+    dx[chunk] = gcols @ w2 of the flipped kernel      dw2 += gcolsᵀ @ x2[chunk]
 """
 import numpy as np
 
@@ -73,7 +80,32 @@ def input_grad(g, w, x_shape, stride, padding):
     return dx
 
 
-ALGORITHM = (forward, weight_grad, input_grad)
+def backward(x, g, w, stride, padding, need_dx=True):
+    """(dx, dw), the two gradients of a conv: x: (N, C, H, W), g: (N, K, Ho, Wo), w: (K, C, R, S).
+
+    A stride-1 conv with a square kernel unfolds g once, for both (see above);
+    any other conv, or one whose input needs no gradient (dx is then None),
+    runs weight_grad and input_grad.
+    """
+    k, c, r, s = w.shape
+    if not (need_dx and stride == 1 and r == s and padding <= r - 1):
+        dx = input_grad(g, w, x.shape, stride, padding) if need_dx else None
+        return dx, weight_grad(x, g, w.shape, stride, padding)
+    n, _, h, wid = x.shape
+    w2 = np.ascontiguousarray(unfold_kernel(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)))  # (R*S*K, C)
+    x2 = x.transpose(0, 2, 3, 1)                              # (N, H, W, C)
+    dx = np.empty((n, h, wid, c), dtype=np.result_type(g, w))
+    per_chunk = _images_per_chunk(h * wid)
+
+    def chunk(start, stop):
+        gcols = _unfold(g, start, stop, per_chunk, (r, s), 1, r - 1 - padding)  # a row per input pixel
+        np.matmul(gcols, w2, out=dx[start:stop].reshape(len(gcols), -1))
+        return gcols.T @ x2[start:stop].reshape(len(gcols), -1)
+    dw_flipped = sum(map_chunks(chunk, n, per_chunk)).reshape(r, s, k, c)
+    return dx.transpose(0, 3, 1, 2), np.ascontiguousarray(dw_flipped[::-1, ::-1].transpose(2, 3, 0, 1))
+
+
+ALGORITHM = (forward, backward)
 
 
 def _correlate_padded(g, w, pad_h, pad_w):

@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tinyresnet import Tensor, autograd, functional, no_grad, optim  # noqa: E402
+from tinyresnet import Tensor, autograd, blas, functional, no_grad, optim  # noqa: E402
 from tinyresnet.memory import keep_freed_memory  # noqa: E402
 from tinyresnet.models import cifar_resnet  # noqa: E402
 
@@ -122,6 +122,7 @@ def main():
     what = "evaluation (forward only)" if args.eval else "training step"
     print(f"ResNet-{args.depth} {what}, batch {batch}: {seconds * 1e3:.0f} ms per step "
           f"({batch / seconds:.0f} images/s), median of nothing: mean of {args.steps}")
+    print(f"  NumPy's matrix kernels: {blas.kernels()}")
     print(f"  {macs / 1e9:.1f} G multiply-adds per step; at the measured sgemm peak of {peak:.0f} GFLOP/s "
           f"the step would take {2 * macs / peak / 1e6:.0f} ms; this is {2 * macs / seconds / 1e9:.0f} GFLOP/s")
     per_step = {k: v / args.steps for k, v in TIMES.items()}

@@ -9,7 +9,9 @@ For each net, three figures, each as tinyresnet against PyTorch on the same mach
     at --eval-batch (default 500): images/s.
 Each framework runs in its own child process (so each peak memory is its own), and the two
 alternate --pairs times, so that a busy moment of the machine hits both. Medians over the
-pairs are printed, with the range; float32, random 32×32 images.
+pairs are printed, with the range; float32, random 32×32 images. The first lines say which
+matrix kernels each side ran (tinyresnet/blas.py), with a warning when their vector widths
+differ.
 """
 import argparse
 import json
@@ -95,7 +97,19 @@ def child(framework, depth, device, steps, eval_batch):
     train_seconds = median_seconds(step, steps, sync, warmup=2)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     eval_seconds = median_seconds(evaluate, max(2, steps // 2), sync, warmup=1)
-    print(json.dumps({"train": BATCH / train_seconds, "peak_mb": peak_mb, "eval": eval_batch / eval_seconds}))
+    print(json.dumps({"train": BATCH / train_seconds, "peak_mb": peak_mb, "eval": eval_batch / eval_seconds,
+                      "kernels": kernels(framework, device)}))
+
+
+def kernels(framework, device):
+    """Which matrix kernels this child ran on: they decide most of a CPU step's time (blas.py)."""
+    if device == "gpu":
+        return "GPU"
+    if framework == "tinyresnet":
+        from tinyresnet import blas
+        return "NumPy: " + blas.kernels()
+    import torch
+    return f"PyTorch {torch.__version__}: MKL and oneDNN, CPU capability {torch.backends.cpu.get_cpu_capability()}"
 
 
 def measure(framework, depth, args):
@@ -126,6 +140,7 @@ def main():
     if args.child:
         return child(args.child, args.depths[0], args.device, args.steps, args.eval_batch)
     sys.path.insert(0, str(ROOT))
+    from tinyresnet import blas
     from tinyresnet.device import DeviceError, xp_for
     try:
         xp_for(args.device)
@@ -149,6 +164,13 @@ def main():
             theirs.append(result)
         if len(theirs) < len(ours):
             continue
+        if depth == args.depths[0]:
+            print(f"kernels: tinyresnet on {ours[0]['kernels']}; {theirs[0]['kernels']}")
+            if "no AVX-512" in ours[0]["kernels"] and "AVX512" in theirs[0]["kernels"]:
+                print("  warning: PyTorch ran AVX-512 kernels and NumPy did not, so the ratios below compare "
+                      "vector widths as much as code.", blas.narrower_than_cpu_note() or "",
+                      "\n  PyTorch can be held to AVX2 instead: "
+                      "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2")
         print(f"ResNet-{depth}")
         for key, what, unit in (("train", "training step", "img/s"), ("peak_mb", "peak memory", "MB"),
                                 ("eval", "evaluation", "img/s")):

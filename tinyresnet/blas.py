@@ -1,0 +1,47 @@
+"""Which kernels NumPy's BLAS multiplies matrices with, on this CPU.
+
+Nearly all of a CPU training step is matrix products (fastconv.py), and
+OpenBLAS, NumPy's BLAS, picks its kernels for the CPU it finds when it loads.
+The environment variable OPENBLAS_CORETYPE overrides that choice. Set to an
+older core than the machine's (this kit's development machines set
+"Haswell"), it keeps AVX2 kernels, 8 floats per instruction, on a CPU that
+has AVX-512, 16. On such a 2-core CPU a 2048² float32 product ran at 247
+GFLOP/s with Haswell kernels and at 443-471 with the SkylakeX ones OpenBLAS
+picks itself. PyTorch picks its own kernels regardless, so a comparison
+against it should say which ones each side ran.
+"""
+import os
+
+AVX512_CORES = {"skylakex", "cooperlake", "sapphirerapids"}  # OpenBLAS's names for AVX-512 kernels
+
+
+def kernels():
+    """'OpenBLAS 0.3.31, SkylakeX kernels (AVX-512)', or what can be said without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown BLAS kernels (pip install threadpoolctl to see them)"
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            arch = lib.get("architecture") or "unknown"
+            width = "AVX-512" if arch.lower() in AVX512_CORES else "no AVX-512"
+            return f"{lib['internal_api']} {lib.get('version', '')}, {arch} kernels ({width})"
+    return "no BLAS found"
+
+
+def narrower_than_cpu_note(cpuinfo="/proc/cpuinfo"):
+    """A hint to print when OPENBLAS_CORETYPE keeps OpenBLAS below this CPU's AVX-512; else None."""
+    core = os.environ.get("OPENBLAS_CORETYPE")
+    if not core or core.lower() in AVX512_CORES or not _cpu_has_avx512(cpuinfo):
+        return None
+    return (f"OPENBLAS_CORETYPE={core} makes NumPy's OpenBLAS use {core} kernels on a CPU with "
+            "AVX-512, so matrix products run up to 2x slower than this CPU allows; unless it was set "
+            "on purpose, run with `env -u OPENBLAS_CORETYPE ...`")
+
+
+def _cpu_has_avx512(cpuinfo):
+    try:
+        with open(cpuinfo) as f:
+            return any(line.startswith("flags") and " avx512f" in line for line in f)
+    except OSError:  # not Linux: nothing to say
+        return False

@@ -27,6 +27,28 @@ def test_chunks_run_on_several_threads_when_there_are_several():
     assert len(set(names)) > 1, f"8 chunks all ran on one thread ({names[0]})"
 
 
+def test_a_free_thread_takes_the_next_chunk():
+    """Chunks are handed out one at a time: while one thread is stuck on a slow chunk, the others
+    take all the rest (a fixed split would leave half of them waiting behind it)."""
+    if parallel.THREADS < 2 or parallel.ThreadpoolController is None:
+        pytest.skip("one core, or threadpoolctl not installed: chunks run one after the other")
+    def chunk(a, b):
+        if a == 0:
+            time.sleep(0.3)
+        return threading.current_thread().name
+    names = parallel.map_chunks(chunk, 8, 1)
+    assert names[0] not in names[1:], f"a thread ran more chunks while stuck on the slow one: {names}"
+
+
+def test_an_error_in_a_chunk_reaches_the_caller():
+    def chunk(a, b):
+        if a == 5:
+            raise ValueError("chunk 5 failed")
+        return a
+    with pytest.raises(ValueError, match="chunk 5 failed"):
+        parallel.map_chunks(chunk, 8, 1)
+
+
 def test_without_threadpoolctl_chunks_run_in_order_here(monkeypatch):
     """threadpoolctl is optional: without it the same chunks run one after the other."""
     monkeypatch.setattr(parallel, "ThreadpoolController", None)

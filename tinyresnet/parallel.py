@@ -2,10 +2,11 @@
 
 NumPy releases Python's lock (the GIL) while it copies arrays and while BLAS
 multiplies matrices, so plain Python threads can keep all cores busy when each
-one works on its own chunk. BLAS must then use one thread per call, or the
-threads would fight over the cores: threadpoolctl (optional) sets that while
-the chunks run. Without threadpoolctl, or on one core, the chunks run one
-after the other and BLAS threads each product itself.
+one works on its own chunk (each takes the next one when it is done). BLAS
+must then use one thread per call, or the threads would fight over the
+cores: threadpoolctl (optional) sets that while the chunks run. Without
+threadpoolctl, or on one core, the chunks run one after the other and BLAS
+threads each product itself.
 
 Chunks also keep work in cache: a few images' unfolded patches (about 1 MB)
 are multiplied while they are still in the core's cache, instead of writing
@@ -32,14 +33,29 @@ def map_chunks(fn, n, chunk):
 
     The calls run on all cores at once when there are several chunks (fn must
     then only write to its own part of any shared output), else one by one.
+    The calling thread works too, and each thread takes the next chunk as soon
+    as it is free, so a core that gets interrupted does not hold the other up.
     """
     ranges = [(start, min(start + chunk, n)) for start in range(0, n, chunk)]
     if len(ranges) < 2 or THREADS < 2 or ThreadpoolController is None:
         return [fn(start, stop) for start, stop in ranges]
-    share = -(-len(ranges) // THREADS)  # each thread takes a run of consecutive chunks
+    results, todo, lock = [None] * len(ranges), iter(range(len(ranges))), threading.Lock()
+
+    def work():
+        while True:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            results[i] = fn(*ranges[i])
     with _one_blas_thread():
-        runs = _threads().map(lambda i: [fn(*r) for r in ranges[i:i + share]], range(0, len(ranges), share))
-        return [result for run in runs for result in run]
+        helpers = [_threads().submit(work) for _ in range(THREADS - 1)]
+        try:
+            work()
+        finally:
+            for helper in helpers:
+                helper.result()
+    return results
 
 
 def scratch(shape, dtype, kind="any"):
@@ -62,7 +78,7 @@ def scratch(shape, dtype, kind="any"):
 def _threads():
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="tinyresnet")
+        _pool = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="tinyresnet")
     return _pool
 
 

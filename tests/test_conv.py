@@ -98,7 +98,7 @@ def test_backward(cfg, xp, rng):
 def chunking(request, monkeypatch):
     """fastconv's chunks: the whole (tiny) batch in one, or one image each (then they run on threads)."""
     if request.param == "a chunk per image":
-        monkeypatch.setattr(fastconv, "ROWS", 1)
+        monkeypatch.setattr(fastconv, "CHUNK_BYTES", 1)
     return request.param
 
 

@@ -59,7 +59,7 @@ def test_without_threadpoolctl_chunks_run_in_order_here(monkeypatch):
 def test_fast_conv_without_threads_gives_the_same_numbers(monkeypatch, rng):
     x = rng.standard_normal((6, 3, 8, 8))
     w = rng.standard_normal((4, 3, 3, 3))
-    monkeypatch.setattr(fastconv, "ROWS", 1)        # a chunk per image
+    monkeypatch.setattr(fastconv, "CHUNK_BYTES", 1)        # a chunk per image
     threaded = fastconv.forward(x, w, 1, 1)
     monkeypatch.setattr(parallel, "ThreadpoolController", None)
     np.testing.assert_array_equal(fastconv.forward(x, w, 1, 1), threaded)

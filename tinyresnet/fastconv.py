@@ -2,11 +2,12 @@
 
 conv.py's definitions unfold the whole batch at once: at ResNet-CIFAR's largest
 layer, cols is a (131072, 144) matrix, 75 MB, written to memory by im2col and
-read back by the product, and kept for the weight gradient. Here each chunk of
-about ROWS rows (4 images of 32×32) is unfolded into a buffer that stays in the
-core's cache and multiplied at once; the chunks run on all cores (parallel.py).
-Nothing is kept between forward and backward: the weight gradient unfolds the
-input again, chunk by chunk, which is cheaper than storing 9× the input.
+read back by the product, and kept for the weight gradient. Here a chunk of a
+few images (CHUNK_BYTES of unfolded patches: 4 images of 32×32×16) is unfolded
+into a buffer that stays in the core's cache and multiplied at once; the
+chunks run on all cores (parallel.py). Nothing is kept between forward and
+backward: the backward pass unfolds again, chunk by chunk, which is cheaper
+than storing 9× the input.
 
     forward:      out[chunk]  = im2col(x[chunk]) @ w2
     weight grad:  dw2         = sum over chunks of im2col(x[chunk])ᵀ @ g2[chunk]
@@ -32,7 +33,8 @@ from .im2col import col2im, fold_kernel, output_size, patches, unfold_kernel
 from .parallel import map_chunks, scratch
 
 ENABLED = True     # False: conv2d runs conv.py's definitions on the CPU too
-ROWS = 4096        # output pixels per chunk: the chunk's unfolded patches (2.4 MB at most) fit in a core's cache
+CHUNK_BYTES = 4096 * 144 * 4  # unfolded patches per chunk, 2.4 MB: they stay in cache (a smaller
+                              # chunk costs more calls, a larger one spills; measured on ResNet-56)
 
 
 def forward(x, w, stride, padding):
@@ -40,7 +42,7 @@ def forward(x, w, stride, padding):
     n, ho, wo = _output_shape(x.shape, w.shape, stride, padding)
     w2 = np.ascontiguousarray(unfold_kernel(w))
     out = np.empty((n, ho, wo, w.shape[0]), dtype=np.result_type(x, w))
-    per_chunk = _images_per_chunk(ho * wo)
+    per_chunk = _images_per_chunk(ho * wo, w[0].size, x.dtype)
 
     def chunk(start, stop):
         cols = _unfold(x, start, stop, per_chunk, w.shape[2:], stride, padding)
@@ -53,7 +55,7 @@ def weight_grad(x, g, w_shape, stride, padding):
     """dw = im2col(x)ᵀ @ g2, summed chunk by chunk: -> (K, C, R, S)."""
     n, ho, wo = _output_shape(x.shape, w_shape, stride, padding)
     g2 = g.transpose(0, 2, 3, 1)                              # (N, Ho, Wo, K)
-    per_chunk = _images_per_chunk(ho * wo)
+    per_chunk = _images_per_chunk(ho * wo, int(np.prod(w_shape[1:])), x.dtype)
 
     def chunk(start, stop):
         cols = _unfold(x, start, stop, per_chunk, w_shape[2:], stride, padding)
@@ -76,7 +78,7 @@ def input_grad(g, w, x_shape, stride, padding):
     def chunk(start, stop):
         rows = g2[start:stop].reshape(-1, k) @ w2t
         dx[start:stop] = col2im(rows, (stop - start, *x_shape[1:]), (r, s), stride, padding)
-    map_chunks(chunk, n, _images_per_chunk(ho * wo))
+    map_chunks(chunk, n, _images_per_chunk(ho * wo, w[0].size, dx.dtype))
     return dx
 
 
@@ -95,7 +97,7 @@ def backward(x, g, w, stride, padding, need_dx=True):
     w2 = np.ascontiguousarray(unfold_kernel(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)))  # (R*S*K, C)
     x2 = x.transpose(0, 2, 3, 1)                              # (N, H, W, C)
     dx = np.empty((n, h, wid, c), dtype=np.result_type(g, w))
-    per_chunk = _images_per_chunk(h * wid)
+    per_chunk = _images_per_chunk(h * wid, r * s * k, dx.dtype)
 
     def chunk(start, stop):
         gcols = _unfold(g, start, stop, per_chunk, (r, s), 1, r - 1 - padding)  # a row per input pixel
@@ -144,5 +146,6 @@ def _output_shape(x_shape, kernel_shape, stride, padding):
     return n, output_size(h, r, stride, padding), output_size(w, s, stride, padding)
 
 
-def _images_per_chunk(pixels_per_image):
-    return max(1, ROWS // pixels_per_image)
+def _images_per_chunk(pixels_per_image, floats_per_row, dtype):
+    """Images whose unfolded patches (a row of floats_per_row per pixel) fill CHUNK_BYTES; at least 1."""
+    return max(1, CHUNK_BYTES // (pixels_per_image * floats_per_row * np.dtype(dtype).itemsize))

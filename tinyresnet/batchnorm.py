@@ -1,7 +1,11 @@
 """Batch normalization (Ioffe & Szegedy 2015) with its closed-form backward pass."""
-import math
+from typing import NamedTuple
 
+import numpy as np
+
+from . import fastbatchnorm
 from .autograd import Tensor
+from .channels import as_rows, channel_dot, channel_sum, scale_shift
 from .device import same_device, xp_of
 
 
@@ -21,13 +25,12 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training,
     if training and m < 2:
         raise ValueError(f"batch_norm in training mode needs more than one value per channel, "
                          f"got input of shape {x.shape}")
+    run = passes(xp, x.data)
     if training:
-        mean = _channel_sum(xp, x.data) / m
-        centered = _scale_shift(xp, x.data, 1, -mean)      # x - mean, kept for the backward pass
-        var = _channel_dot(xp, centered, centered) / m
+        mean, var, centered = run.statistics(xp, x.data)  # centered = x - mean, kept for backward
         inv_std = 1 / xp.sqrt(var + eps)
         scale = gamma.data * inv_std  # gamma * xhat == scale * centered: one multiply, not two
-        out = _scale_shift(xp, centered, scale, beta.data)  # centered * scale + beta
+        out = run.normalize(xp, centered, scale, beta.data)  # centered * scale + beta
         running_mean *= 1 - momentum
         running_mean += momentum * mean
         running_var *= 1 - momentum
@@ -36,89 +39,65 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training,
         mean, centered = running_mean, None
         inv_std = 1 / xp.sqrt(running_var + eps)
         scale = gamma.data * inv_std
-        out = _scale_shift(xp, x.data, scale, beta.data - mean * scale)
+        out = run.normalize(xp, x.data, scale, beta.data - mean * scale)
 
     def backward(g):
-        c = centered if training else _scale_shift(xp, x.data, 1, -mean)  # x - mean
-        dbeta = _channel_sum(xp, g)
-        dgamma = _channel_dot(xp, g, c) * inv_std  # sum of g * xhat
+        c = centered if training else scale_shift(xp, x.data, 1, -mean)  # x - mean
+        run = passes(xp, c, g)
+        dbeta, g_dot_c = run.gradient_sums(xp, g, c)
+        dgamma = g_dot_c * inv_std  # sum of g * xhat
         if not x.requires_grad:
             return None, dgamma, dbeta
         if not training:
-            return _scale_shift(xp, g, scale, 0), dgamma, dbeta
+            return scale_shift(xp, g, scale, 0), dgamma, dbeta
         # dx = gamma/std * (g - mean(g) - xhat * mean(g * xhat)): the last two terms are
         # the paths through the batch mean and variance, which depend on every x
-        dx = _scale_shift(xp, c, -dgamma * inv_std / m, -dbeta / m)
-        dx += g
-        return _scale_shift(xp, dx, scale, 0, out=dx), dgamma, dbeta
+        return run.input_gradient(xp, g, c, -dgamma * inv_std / m, -dbeta / m, scale), dgamma, dbeta
     return Tensor.from_op(out, (x, gamma, beta), backward, "batch_norm")
 
 
-# Per-channel arithmetic. Activations are stored channels-last (see device.py), so in memory a
-# channel's values recur every C floats. Viewed as rows of T floats (T a multiple of C, up to
-# ROW), a per-channel vector tiled T/C times lines up with every row: NumPy's inner loops then
-# run over T floats instead of C (16 at the first stage), which is up to 3x faster here. Arrays
-# stored any other way take the plain broadcasting path; both give the same numbers.
-ROW = 1024
+# The four passes over the activations, as they read (the definitions); fastbatchnorm.py has the
+# same four, faster on a CPU.
+
+def statistics(xp, x):
+    """Per channel: the mean and the (biased) variance of x: (N, C, H, W), and x - mean."""
+    m = x.size // x.shape[1]
+    mean = channel_sum(xp, x) / m
+    centered = scale_shift(xp, x, 1, -mean)
+    return mean, channel_dot(xp, centered, centered) / m, centered
 
 
-def _channel_sum(xp, a):
-    """sum over N, H, W per channel: (N, C, H, W) -> (C,)."""
-    rows = _rows(a)
-    if rows is None:
-        return xp.einsum("nchw->c", a)
-    return xp.einsum("rt->t", rows).reshape(-1, a.shape[1]).sum(axis=0)
+def normalize(xp, a, scale, shift):
+    """a * scale + shift per channel."""
+    return scale_shift(xp, a, scale, shift)
 
 
-def _channel_dot(xp, a, b):
-    """sum over N, H, W of a * b, per channel: (N, C, H, W) x2 -> (C,), without a temporary."""
-    ra, rb = _rows(a), _rows(b)
-    if ra is None or rb is None:
-        return xp.einsum("nchw,nchw->c", a, b)
-    return xp.einsum("rt,rt->t", ra, rb).reshape(-1, a.shape[1]).sum(axis=0)
+def gradient_sums(xp, g, centered):
+    """Per channel: sum of g, and sum of g * centered."""
+    return channel_sum(xp, g), channel_dot(xp, g, centered)
 
 
-def _scale_shift(xp, a, scale, shift, out=None):
-    """a * scale + shift per channel: (N, C, H, W), with scale, shift: (C,) or numbers -> a new
-    array stored like a (or `out`, which may be a itself). A scale of 1 or a shift of 0 costs
-    no pass over the array."""
-    out = xp.empty_like(a) if out is None else out
-    rows, rows_out = _rows(a), _rows(out)
-    if rows is None or rows_out is None:
-        src, dst, per_channel = a, out, lambda v: _bc(xp, v, a)
-    else:
-        src, dst, per_channel = rows, rows_out, lambda v: _tiled(xp, v, a, rows)
-    if _is(scale, 1):
-        xp.add(src, per_channel(shift), out=dst)
-    else:
-        xp.multiply(src, per_channel(scale), out=dst)
-        if not _is(shift, 0):
-            dst += per_channel(shift)
-    return out
+def input_gradient(xp, g, centered, k, shift, scale):
+    """(g + centered * k + shift) * scale, per channel: dx of training-mode batch norm."""
+    dx = scale_shift(xp, centered, k, shift)
+    dx += g
+    return scale_shift(xp, dx, scale, 0, out=dx)
 
 
-def _is(v, number):
-    """v is this plain number (not a per-channel array)."""
-    return isinstance(v, (int, float)) and v == number
+class Passes(NamedTuple):
+    statistics: object
+    normalize: object
+    gradient_sums: object
+    input_gradient: object
 
 
-def _rows(a):
-    """a: (N, C, H, W) stored channels-last, as a 2-D view (pixels*C/T, T) of its memory; or None."""
-    n, c, h, w = a.shape
-    stored = a.transpose(0, 2, 3, 1)
-    if not stored.flags.c_contiguous:
-        return None
-    pixels_per_row = math.gcd(n * h * w, max(1, ROW // c))
-    return stored.reshape(-1, pixels_per_row * c)
+DEFINITION = Passes(statistics, normalize, gradient_sums, input_gradient)
+FAST = Passes(fastbatchnorm.statistics, fastbatchnorm.normalize, fastbatchnorm.gradient_sums,
+              fastbatchnorm.input_gradient)
 
 
-def _tiled(xp, v, a, rows):
-    """A per-channel vector (or a number) repeated along one row of _rows(a)."""
-    v = xp.asarray(v, dtype=a.dtype)
-    return v if v.ndim == 0 else xp.tile(v, rows.shape[1] // a.shape[1])
-
-
-def _bc(xp, v, a):
-    """A per-channel vector (C,) (or a number) shaped (1, C, 1, 1) to broadcast against a."""
-    v = xp.asarray(v, dtype=a.dtype)
-    return v if v.ndim == 0 else v.reshape(1, -1, 1, 1)
+def passes(xp, *arrays):
+    """The definitions, or on a CPU, for arrays all stored channels-last, fastbatchnorm's equal
+    but faster passes. This is the one place that chooses."""
+    fast = xp is np and fastbatchnorm.ENABLED and all(as_rows(a) is not None for a in arrays)
+    return FAST if fast else DEFINITION

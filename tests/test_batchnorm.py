@@ -72,10 +72,10 @@ PASSES = ["statistics", "normalize", "gradient_sums", "input_gradient"]
 def test_fast_passes_equal_the_definitions(part, blocks, shape, rng, monkeypatch):
     """fastbatchnorm (blocks of channels-last memory, on every core) must give the numbers of
     batchnorm.py's four passes as they read."""
-    from tinyresnet import batchnorm, fastbatchnorm
+    from tinyresnet import batchnorm, fastbatchnorm, parallel
     from tinyresnet.device import channels_last_zeros
     if blocks == "a block per row":
-        monkeypatch.setattr(fastbatchnorm, "BLOCK", 1)
+        monkeypatch.setattr(parallel, "BLOCK_FLOATS", 1)
 
     def stored(values):
         a = channels_last_zeros(np, shape, np.float64)

@@ -1,10 +1,19 @@
-"""elementwise.py: relu's max(x, 0), computed over the array's memory as rows, must equal the
-plain xp.maximum(x, 0) for every way an array can be stored."""
+"""elementwise.py: relu's max(x, 0) and its gradient g * (out > 0), computed over the arrays'
+memory as rows, block by block on every core, must equal the plain NumPy expressions for every
+way an array can be stored."""
 import numpy as np
 import pytest
 
+from tinyresnet import parallel
 from tinyresnet.device import channels_last_zeros
-from tinyresnet.elementwise import memory_rows, positive_part
+from tinyresnet.elementwise import memory_rows, positive_part, relu_grad
+
+
+@pytest.fixture(params=["one block", "a block per row"])
+def blocks(request, monkeypatch):
+    if request.param == "a block per row":
+        monkeypatch.setattr(parallel, "BLOCK_FLOATS", 1)  # many blocks: they run on threads
+    return request.param
 
 
 def stored_as(kind, rng):
@@ -23,7 +32,7 @@ KINDS = ["C order", "channels-last", "transposed", "strided slice", "odd size", 
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_positive_part_equals_maximum_with_zero(kind, rng):
+def test_positive_part_equals_maximum_with_zero(kind, blocks, rng):
     a = stored_as(kind, rng)
     got, want = positive_part(a), np.maximum(a, 0)
     assert got.dtype == want.dtype, f"positive_part changed the dtype of a {kind} array"
@@ -45,3 +54,14 @@ def test_memory_rows_is_a_view_of_the_same_memory(rng):
     rows = memory_rows(a)
     assert rows is not None and np.shares_memory(rows, a) and rows.size == a.size
     assert memory_rows(stored_as("strided slice", rng)) is None, "a strided slice is not one dense block"
+
+
+@pytest.mark.parametrize("g_kind", ["C order", "channels-last"])
+@pytest.mark.parametrize("out_kind", ["C order", "channels-last", "float64"])
+def test_relu_grad_equals_g_where_the_output_is_positive(g_kind, out_kind, blocks, rng):
+    g, out = stored_as(g_kind, rng), positive_part(stored_as(out_kind, rng))
+    want = np.multiply(g, out > 0)
+    got = relu_grad(g, out)
+    assert got.dtype == want.dtype, f"relu_grad changed the dtype (g {g_kind}, out {out_kind})"
+    np.testing.assert_array_equal(got, want, err_msg=f"relu_grad differs from g * (out > 0) for g "
+                                                     f"{g_kind}, out {out_kind} ({blocks})")

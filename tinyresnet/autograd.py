@@ -21,7 +21,7 @@ import contextlib
 import numpy as np
 
 from .device import device_of, same_device, to_device, xp_of
-from .elementwise import positive_part
+from .elementwise import positive_part, relu_grad
 
 _grad_enabled = True
 
@@ -282,9 +282,8 @@ class Tensor:
 
     def relu(self):
         """max(x, 0); relu'(x) is 1 where the output is positive, else 0."""
-        xp = xp_of(self.data)
         out = positive_part(self.data)  # xp.maximum(self.data, 0), faster (elementwise.py)
-        return Tensor.from_op(out, (self,), lambda g: (xp.multiply(g, out > 0),), "relu")
+        return Tensor.from_op(out, (self,), lambda g: (relu_grad(g, out),), "relu")  # g * (out > 0)
 
     def __getitem__(self, index):
         """Basic slicing, e.g. x[:, :, ::2, ::2]; the gradient lands back in place."""

@@ -3,31 +3,30 @@
 batchnorm.py's passes make one trip over the whole array per operation: x - mean, then the
 sum of its squares, then × scale, then + shift, each reading (and most writing) 8 MB at the
 first stage of a CIFAR ResNet at batch 128. Here the arrays, stored channels-last and viewed
-as rows of memory (channels.as_rows), are cut into blocks of about BLOCK floats; every
-operation of a pass is done on one block, while it is in the core's cache, before the next
-block, and the blocks run on all cores (parallel.py). Sums are added block by block, in
-order, so the result does not depend on which core did what.
+as rows of memory (channels.as_rows), are cut into blocks of 512 KB (parallel.map_row_blocks);
+every operation of a pass is done on one block, while it is in the core's cache, before the
+next block, and the blocks run on all cores. Sums are added block by block, in order, so the
+result does not depend on which core did what.
 """
 import numpy as np
 
 from .channels import as_rows, tiled
-from .parallel import map_chunks
+from .parallel import map_row_blocks
 
 ENABLED = True   # False: batch norm runs batchnorm.py's definitions on the CPU too
-BLOCK = 131072   # floats per block (512 KB): the three arrays of a pass fit a core's 2 MB cache
 
 
 def statistics(xp, x):
     """Per channel: the mean and the (biased) variance of x: (N, C, H, W), and x - mean."""
     rows, m = as_rows(x), x.size // x.shape[1]
-    mean = _per_channel(_blocks(lambda a, b: np.einsum("rt->t", rows[a:b]), rows), x) / m
+    mean = _per_channel(map_row_blocks(lambda a, b: np.einsum("rt->t", rows[a:b]), rows), x) / m
     centered = np.empty_like(x)
     crows, row_mean = as_rows(centered), tiled(np, mean, x, rows)
 
     def center(a, b):
         np.subtract(rows[a:b], row_mean, out=crows[a:b])
         return np.einsum("rt,rt->t", crows[a:b], crows[a:b])
-    return mean, _per_channel(_blocks(center, rows), x) / m, centered
+    return mean, _per_channel(map_row_blocks(center, rows), x) / m, centered
 
 
 def normalize(xp, a, scale, shift):
@@ -38,14 +37,14 @@ def normalize(xp, a, scale, shift):
     def block(i, j):
         np.multiply(rows[i:j], row_scale, out=orows[i:j])
         orows[i:j] += row_shift
-    _blocks(block, rows)
+    map_row_blocks(block, rows)
     return out
 
 
 def gradient_sums(xp, g, centered):
     """Per channel: sum of g, and sum of g * centered."""
     grows, crows = as_rows(g), as_rows(centered)
-    sums = _blocks(lambda a, b: (np.einsum("rt->t", grows[a:b]),
+    sums = map_row_blocks(lambda a, b: (np.einsum("rt->t", grows[a:b]),
                                  np.einsum("rt,rt->t", grows[a:b], crows[a:b])), grows)
     return _per_channel([s for s, _ in sums], g), _per_channel([d for _, d in sums], g)
 
@@ -62,13 +61,8 @@ def input_gradient(xp, g, centered, k, shift, scale):
         d += row_shift
         d += grows[a:b]
         d *= row_scale
-    _blocks(block, grows)
+    map_row_blocks(block, grows)
     return dx
-
-
-def _blocks(fn, rows):
-    """[fn(a, b)] over blocks of rows a..b of about BLOCK floats, on all cores, in order."""
-    return map_chunks(fn, rows.shape[0], max(1, BLOCK // rows.shape[1]))
 
 
 def _per_channel(row_sums, a):

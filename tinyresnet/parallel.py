@@ -25,6 +25,7 @@ except ImportError:  # optional: without it, chunks run one after the other
     ThreadpoolController = None
 
 THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+BLOCK_FLOATS = 131072  # 512 KB of float32: three arrays' blocks fit a core's 2 MB cache
 _pool, _blas, _local = None, None, threading.local()
 
 
@@ -56,6 +57,12 @@ def map_chunks(fn, n, chunk):
             for helper in helpers:
                 helper.result()
     return results
+
+
+def map_row_blocks(fn, rows):
+    """map_chunks over blocks of consecutive rows a..b of a 2-D array, about BLOCK_FLOATS
+    floats each: a size that stays in a core's cache while several operations go over it."""
+    return map_chunks(fn, rows.shape[0], max(1, BLOCK_FLOATS // max(1, rows.shape[1])))
 
 
 def scratch(shape, dtype, kind="any"):

@@ -1,12 +1,12 @@
 """Which kernels NumPy's BLAS multiplies matrices with, on this CPU.
 
-Nearly all of a CPU training step is matrix products (fastconv.py), and
+Most of a CPU training step is matrix products (fastconv.py), and
 OpenBLAS, NumPy's BLAS, picks its kernels for the CPU it finds when it loads.
 The environment variable OPENBLAS_CORETYPE overrides that choice. Set to an
 older core than the machine's (this kit's development machines set
 "Haswell"), it keeps AVX2 kernels, 8 floats per instruction, on a CPU that
 has AVX-512, 16. On such a 2-core CPU a 2048² float32 product ran at 247
-GFLOP/s with Haswell kernels and at 443-471 with the SkylakeX ones OpenBLAS
+GFLOP/s with Haswell kernels and at 443-506 with the SkylakeX ones OpenBLAS
 picks itself. PyTorch picks its own kernels regardless, so a comparison
 against it should say which ones each side ran.
 """

@@ -12,10 +12,9 @@ import math
 
 import numpy as np
 
+from .channels import ROW  # floats per row of memory_rows' view, as for batch norm's rows
 from .device import xp_of
 from .parallel import map_row_blocks
-
-ROW = 1024  # floats per row of memory_rows' view
 
 
 def positive_part(a):

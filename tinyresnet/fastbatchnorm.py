@@ -44,9 +44,9 @@ def normalize(xp, a, scale, shift):
 def gradient_sums(xp, g, centered):
     """Per channel: sum of g, and sum of g * centered."""
     grows, crows = as_rows(g), as_rows(centered)
-    sums = map_row_blocks(lambda a, b: (np.einsum("rt->t", grows[a:b]),
-                                 np.einsum("rt,rt->t", grows[a:b], crows[a:b])), grows)
-    return _per_channel([s for s, _ in sums], g), _per_channel([d for _, d in sums], g)
+    sums, dots = zip(*map_row_blocks(lambda a, b: (np.einsum("rt->t", grows[a:b]),
+                                                   np.einsum("rt,rt->t", grows[a:b], crows[a:b])), grows))
+    return _per_channel(sums, g), _per_channel(dots, g)
 
 
 def input_gradient(xp, g, centered, k, shift, scale):

@@ -26,6 +26,8 @@ other way round (dw[k, c, r, s] = sum over pixels of x[c] * g[k] at offset
 
     dx[chunk] = gcols @ w2 of the flipped kernel      dw2 += gcolsᵀ @ x2[chunk]
 """
+import math
+
 import numpy as np
 
 from .device import channels_last_zeros
@@ -55,7 +57,7 @@ def weight_grad(x, g, w_shape, stride, padding):
     """dw = im2col(x)ᵀ @ g2, summed chunk by chunk: -> (K, C, R, S)."""
     n, ho, wo = _output_shape(x.shape, w_shape, stride, padding)
     g2 = g.transpose(0, 2, 3, 1)                              # (N, Ho, Wo, K)
-    per_chunk = _images_per_chunk(ho * wo, int(np.prod(w_shape[1:])), x.dtype)
+    per_chunk = _images_per_chunk(ho * wo, math.prod(w_shape[1:]), x.dtype)
 
     def chunk(start, stop):
         cols = _unfold(x, start, stop, per_chunk, w_shape[2:], stride, padding)

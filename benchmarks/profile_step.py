@@ -116,13 +116,12 @@ def main():
     for _ in range(args.steps):
         step()
     seconds = (time.perf_counter() - start) / args.steps
-    TIMES.update({})
     peak = sgemm_peak()
     macs = multiply_adds(args.depth) * batch * (1 if args.eval else 3)
     what = "evaluation (forward only)" if args.eval else "training step"
     print(f"ResNet-{args.depth} {what}, batch {batch}: {seconds * 1e3:.0f} ms per step "
-          f"({batch / seconds:.0f} images/s), median of nothing: mean of {args.steps}")
-    print(f"  NumPy's matrix kernels: {blas.kernels()}")
+          f"({batch / seconds:.0f} images/s), mean of {args.steps} steps")
+    print(f"  on {blas.cpu()}; NumPy's matrix kernels: {blas.kernels()}")
     print(f"  {macs / 1e9:.1f} G multiply-adds per step; at the measured sgemm peak of {peak:.0f} GFLOP/s "
           f"the step would take {2 * macs / peak / 1e6:.0f} ms; this is {2 * macs / seconds / 1e9:.0f} GFLOP/s")
     per_step = {k: v / args.steps for k, v in TIMES.items()}

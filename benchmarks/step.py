@@ -148,7 +148,7 @@ def main():
         sys.exit(f"benchmarks/step.py: {e}")
     print(f"device={args.device}, float32; training step at batch {BATCH} (median of {args.steps} steps), "
           f"evaluation at batch {args.eval_batch}; {args.pairs} alternating pairs of child processes, "
-          "median (range) over the pairs")
+          f"median (range) over the pairs; CPU: {blas.cpu()}")
     for depth in args.depths:
         ours, theirs = [], []
         for _ in range(args.pairs):

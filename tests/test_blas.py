@@ -55,3 +55,26 @@ def test_kernels_without_threadpoolctl_says_how_to_see_them(monkeypatch):
         return real_import(name, *args, **kwargs)
     monkeypatch.setattr(builtins, "__import__", no_threadpoolctl)
     assert "pip install threadpoolctl" in blas.kernels()
+
+
+@pytest.mark.parametrize("flags, width", [
+    ("avx2 avx512f avx512bw", "AVX-512"),
+    ("avx2 fma", "AVX2 (no AVX-512)"),
+    ("sse2", None),                                 # neither: nothing said of the width
+])
+def test_cpu_names_the_model_the_cores_and_the_vector_width(flags, width, tmp_path):
+    path = tmp_path / "cpuinfo"
+    # two processors: only the first one's lines are read
+    path.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu {flags}\n\n"
+                    "processor\t: 1\nmodel name\t: another name\nflags\t\t: fpu\n")
+    described = blas.cpu(str(path))
+    assert described.startswith("AMD EPYC, ") and " cores" in described, described
+    if width:
+        assert described.endswith(", " + width), f"CPU flags {flags!r}: {described!r}"
+    else:
+        assert "AVX" not in described, f"CPU flags {flags!r}: {described!r}"
+
+
+def test_cpu_still_says_something_where_cpuinfo_cannot_be_read(tmp_path):
+    described = blas.cpu(str(tmp_path / "no such file"))
+    assert " cores" in described, described

@@ -3,14 +3,15 @@
 Most of a CPU training step is matrix products (fastconv.py), and
 OpenBLAS, NumPy's BLAS, picks its kernels for the CPU it finds when it loads.
 The environment variable OPENBLAS_CORETYPE overrides that choice. Set to an
-older core than the machine's (this kit's development machines set
+older core than the machine's (some of this kit's development machines set
 "Haswell"), it keeps AVX2 kernels, 8 floats per instruction, on a CPU that
 has AVX-512, 16. On such a 2-core CPU a 2048² float32 product ran at 247
 GFLOP/s with Haswell kernels and at 443-506 with the SkylakeX ones OpenBLAS
 picks itself. PyTorch picks its own kernels regardless, so a comparison
-against it should say which ones each side ran.
+against it should say which ones each side ran, and on which CPU (cpu()).
 """
 import os
+import platform
 
 AVX512_CORES = {"skylakex", "cooperlake", "sapphirerapids"}  # OpenBLAS's names for AVX-512 kernels
 
@@ -39,9 +40,32 @@ def narrower_than_cpu_note(cpuinfo="/proc/cpuinfo"):
             "on purpose, run with `env -u OPENBLAS_CORETYPE ...`")
 
 
+def cpu(cpuinfo="/proc/cpuinfo"):
+    """'AMD EPYC, 2 cores, AVX2 (no AVX-512)': the CPU a timing was taken on, as far as it can be read."""
+    fields = _cpu_fields(cpuinfo)
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    flags = fields.get("flags", "").split()
+    width = "AVX-512" if "avx512f" in flags else "AVX2 (no AVX-512)" if "avx2" in flags else None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return ", ".join(part for part in (name, f"{cores} cores", width) if part)
+
+
 def _cpu_has_avx512(cpuinfo):
+    return "avx512f" in _cpu_fields(cpuinfo).get("flags", "").split()
+
+
+def _cpu_fields(cpuinfo):
+    """The first processor's 'key: value' lines of /proc/cpuinfo; {} where there is none (not Linux)."""
+    fields = {}
     try:
         with open(cpuinfo) as f:
-            return any(line.startswith("flags") and " avx512f" in line for line in f)
-    except OSError:  # not Linux: nothing to say
-        return False
+            for line in f:
+                key, sep, value = line.partition(":")
+                if not sep:
+                    if fields:  # a blank line ends the first processor
+                        break
+                    continue
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields

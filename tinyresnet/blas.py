@@ -13,6 +13,8 @@ against it should say which ones each side ran, and on which CPU (cpu()).
 import os
 import platform
 
+from .parallel import THREADS  # the cores this process may run on
+
 AVX512_CORES = {"skylakex", "cooperlake", "sapphirerapids"}  # OpenBLAS's names for AVX-512 kernels
 
 
@@ -46,8 +48,7 @@ def cpu(cpuinfo="/proc/cpuinfo"):
     name = fields.get("model name") or platform.processor() or "unknown CPU"
     flags = fields.get("flags", "").split()
     width = "AVX-512" if "avx512f" in flags else "AVX2 (no AVX-512)" if "avx2" in flags else None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return ", ".join(part for part in (name, f"{cores} cores", width) if part)
+    return ", ".join(part for part in (name, f"{THREADS} cores", width) if part)
 
 
 def _cpu_has_avx512(cpuinfo):

@@ -6,7 +6,7 @@ Only LESSONS below is written by hand: each lesson's notebook, what it teaches, 
 markers of the library tests that go with it (with what those tests cover). Everything else is
 read from the files themselves:
 
-* the test files of a marker: the tests/test_*.py files that set `pytestmark` to it;
+* the test files of a marker: the tests/*/test_*.py files that set `pytestmark` to it;
 * the check module: lessons/NN_topic.ipynb is checked by lessons/checks/topic.py;
 * the exercises: the cells tagged "exercise" in the notebook, with their "solution" module.
 
@@ -117,8 +117,9 @@ def markers_of_test_file(path):
 
 
 def files_with_marker(marker):
-    """The tests/test_*.py files whose pytestmark includes `marker`."""
-    return [p.name for p in sorted(TESTS.glob("test_*.py")) if marker in markers_of_test_file(p)]
+    """The tests/*/test_*.py files whose pytestmark includes `marker`, as paths under tests/."""
+    return [p.relative_to(TESTS).as_posix() for p in sorted(TESTS.glob("*/test_*.py"))
+            if marker in markers_of_test_file(p)]
 
 
 # ------------------------------------------------------------------ the generated tables

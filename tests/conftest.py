@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import standin
 from tinyresnet import Tensor
 from tinyresnet import device as devices
 
 LESSONS = Path(__file__).resolve().parents[1] / "lessons"
 sys.path.insert(0, str(LESSONS))   # as the notebooks do: `checks`, `solutions`, `lesson_map`, `experiments`
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))  # standin, cifar_fixture, ...
 
-from lesson_map import marker_descriptions  # noqa: E402 (needs the path above)
+import standin  # noqa: E402 (needs the paths above)
+from lesson_map import marker_descriptions  # noqa: E402
 
 NO_GPU = "no GPU: CuPy with a CUDA device is needed (pip install cupy-cuda12x)"
 NO_TORCH = "PyTorch not installed: comparison against PyTorch skipped"

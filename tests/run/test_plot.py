@@ -14,7 +14,7 @@ from tinyresnet.run.folder import RunFolderError, read_log
 
 pytestmark = pytest.mark.plot
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ["iteration", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error", "wall_time"]
 
 

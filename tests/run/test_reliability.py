@@ -33,7 +33,7 @@ def offline_with_short_reads(no_network, short_reads):
     """Every test here: no download can happen, and the running loss is read every 2 steps."""
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Killed(Exception):

@@ -31,7 +31,7 @@ nbformat = pytest.importorskip("nbformat", reason="nbformat not installed: pip i
 
 pytestmark = pytest.mark.lessons
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LESSONS = ROOT / "lessons"
 SOLUTIONS = LESSONS / "solutions"
 NOTEBOOKS = sorted(LESSONS.glob("[0-9]*.ipynb"))

@@ -11,7 +11,7 @@ from cifar_fixture import write_fake_cifar
 from tinyresnet import models
 
 torch = pytest.importorskip("torch")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import fig6_search  # noqa: E402
 import torch_models  # noqa: E402
 

@@ -50,6 +50,12 @@ class Lesson:
         """The module of the lesson's check cells ("checks.autograd"), or None if it has none."""
         return f"checks.{self.topic}" if (HERE / "checks" / f"{self.topic}.py").is_file() else None
 
+    @property
+    def run_time(self):
+        """The notebook's measured run time on a 2-core CPU, from its metadata
+        {"tinyresnet": {"run_time": "about 4 min"}} (written beside its opening cell), or "—"."""
+        return json.loads(self.path.read_text())["metadata"].get("tinyresnet", {}).get("run_time", "—")
+
     def exercises(self):
         """[(solution module, [function, ...]), ...] from the notebook's exercise cells, in order."""
         found = {}
@@ -133,13 +139,13 @@ def _code(names):
 
 def lessons_table():
     """The table of lessons/README.md."""
-    rows = ["| notebook | what you learn | you write | checked by | library tests |",
-            "|---|---|---|---|---|"]
+    rows = ["| notebook | what you learn | you write | run time (2-core CPU) | checked by | library tests |",
+            "|---|---|---|---|---|---|"]
     for lesson in LESSONS:
         written = [f for _, functions in lesson.exercises() for f in functions]
         tests = [f"`-m {m}` ({', '.join(files_with_marker(m)) or 'no test file'})" for m in lesson.markers]
         checks = f"`{lesson.checks.replace('.', '/')}.py`" if lesson.checks else "—"
-        rows.append(f"| `{lesson.notebook}.ipynb` | {lesson.teaches} | {_code(written)} | {checks} | "
+        rows.append(f"| `{lesson.notebook}.ipynb` | {lesson.teaches} | {_code(written)} | {lesson.run_time} | {checks} | "
                     f"{'; '.join(tests) or '—'} |")
     return "\n".join(rows)
 

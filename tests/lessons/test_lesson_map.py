@@ -46,7 +46,7 @@ def test_every_lesson_marker_is_used_and_described(pytestconfig):
     assert not orphans, f"lesson markers {orphans} are set by no tests/test_*.py file (pytestmark)"
 
 
-@pytest.mark.parametrize("path", sorted(TESTS.glob("test_*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(TESTS.glob("*/test_*.py")), ids=lambda p: p.name)
 def test_a_test_file_names_the_lesson_of_its_marker(path):
     """A test file whose docstring starts "Lesson NN:" belongs to lesson NN in the map."""
     docstring = ast.get_docstring(ast.parse(path.read_text())) or ""

@@ -35,7 +35,7 @@ def test_readme_tables_are_the_generated_ones(path):
 
 def test_every_lesson_marker_is_used_and_described(pytestconfig):
     registered = {line.split(":")[0].strip() for line in pytestconfig.getini("markers")}
-    used = {m for p in TESTS.glob("test_*.py") for m in markers_of_test_file(p)}
+    used = {m for p in TESTS.glob("*/test_*.py") for m in markers_of_test_file(p)}
     for lesson in LESSONS:
         for marker in lesson.markers:
             assert marker in registered, f"marker {marker!r} of {lesson.notebook} is not registered"

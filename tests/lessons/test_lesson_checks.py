@@ -207,38 +207,6 @@ def test_conv2d_pair_passes_with_the_solutions(capsys):
     assert ok, out
 
 
-# ------------------------------------------------------------------ lesson 03
-
-AXES = (0, 2, 3)
-
-
-def bn_eval_mode_dx(g, xhat, gamma, inv_std):
-    """The evaluation-mode gradient: the paths through the batch statistics are left out."""
-    scale = (gamma * inv_std).reshape(1, -1, 1, 1)
-    return scale * g, (g * xhat).sum(axis=AXES), g.sum(axis=AXES)
-
-
-def bn_no_variance_path(g, xhat, gamma, inv_std):
-    scale = (gamma * inv_std).reshape(1, -1, 1, 1)
-    return scale * (g - g.mean(axis=AXES, keepdims=True)), (g * xhat).sum(axis=AXES), g.sum(axis=AXES)
-
-
-def bn_keepdims(g, xhat, gamma, inv_std):
-    """Right numbers, but dgamma and dbeta keep their (1, C, 1, 1) shape."""
-    from solutions.batch_norm import batch_norm_backward
-    dx, dgamma, dbeta = batch_norm_backward(g, xhat, gamma, inv_std)
-    return dx, dgamma.reshape(1, -1, 1, 1), dbeta.reshape(1, -1, 1, 1)
-
-
-@pytest.mark.parametrize("fn, says", [
-    (bn_eval_mode_dx, ["evaluation-mode gradient", "case: batch_norm training (4, 3, 2, 2)"]),
-    (bn_no_variance_path, ["path through the batch variance is missing"]),
-    (bn_keepdims, ["dgamma of shape (1, 3, 1, 1), expected (3,)"]),
-])
-def test_batch_norm_backward_rejects(capsys, fn, says):
-    rejects(capsys, batch_norm.check_batch_norm_backward, fn, says=says)
-
-
 # ------------------------------------------------------------------ lesson 04
 
 def sgd_no_weight_decay(w, grad, velocity, lr, momentum, weight_decay):

@@ -9,6 +9,8 @@ Why random u and not all ones? Batch norm's output sums to a constant
 backward pass that returns zeros would pass. A random u sees every path.
 Everything runs in float64 so that the finite differences are exact enough.
 """
+import inspect
+
 import numpy as np
 
 from .autograd import Tensor, no_grad
@@ -19,16 +21,21 @@ class GradcheckError(AssertionError):
     """The analytic and numeric gradients disagree; the message says where and why."""
 
 
-def gradcheck(op, *inputs, eps=1e-6, rtol=1e-4, atol=1e-6, max_checks=64, seed=0, name=None):
+def gradcheck(op, *inputs, eps=1e-6, rtol=1e-4, atol=1e-6, max_checks=64, seed=0, name=None,
+              arg_names=None):
     """Compare op's backward pass with central differences for every float input.
 
     op: a function of Tensors returning a Tensor (use a lambda for keyword arguments).
     inputs: arrays or Tensors. Float ones are checked (as float64); integer ones
     (labels) are passed through unchanged.
     max_checks: at most this many elements per input are perturbed, chosen at random.
+    name: what the messages call the op (default: op's __name__).
+    arg_names: what they call each input, e.g. ("x", "gamma", "beta"), so that a failure says
+    "gradient of gamma". Default: the names of op's parameters, e.g. `lambda x, w: ...`.
     Returns the worst relative error; raises GradcheckError with a hint on failure.
     """
     name = name or getattr(op, "__name__", "op")
+    labels = _labels(op, len(inputs), arg_names)
     args = [_as_float64_tensor(a) for a in inputs]
     xp = xp_of(next(a.data for a in args if isinstance(a, Tensor)))
     rng = np.random.default_rng(seed)
@@ -44,7 +51,7 @@ def gradcheck(op, *inputs, eps=1e-6, rtol=1e-4, atol=1e-6, max_checks=64, seed=0
     for k, arg in enumerate(args):
         if not isinstance(arg, Tensor):
             continue
-        analytic = _analytic(arg, name, k)
+        analytic = _analytic(arg, name, labels[k])
         flat = arg.data.reshape(-1)  # a view: writing it perturbs the input in place
         count = min(flat.size, max_checks)
         for i in rng.choice(flat.size, size=count, replace=False):
@@ -58,9 +65,36 @@ def gradcheck(op, *inputs, eps=1e-6, rtol=1e-4, atol=1e-6, max_checks=64, seed=0
             a = float(analytic.reshape(-1)[i])
             error = abs(a - numeric) / max(abs(a), abs(numeric), atol)
             if abs(a - numeric) > atol + rtol * abs(numeric):
-                raise GradcheckError(_report(name, k, arg.shape, i, numeric, a, error, analytic, f, eps, flat))
+                raise GradcheckError(_report(name, labels[k], arg.shape, i, numeric, a, error,
+                                             analytic, f, eps, flat))
             worst = max(worst, error)
     return worst
+
+
+def _labels(op, count, arg_names):
+    """How the messages call each of the count inputs: "gamma (argument 1)", or "argument 1"
+    when no name is known (op takes *args, or has no signature Python can read)."""
+    if arg_names is None:
+        arg_names = _parameter_names(op)
+    elif len(arg_names) != count:
+        raise ValueError(f"gradcheck got {count} inputs but {len(arg_names)} arg_names: {tuple(arg_names)}")
+    names = list(arg_names)[:count] + [None] * max(count - len(arg_names), 0)
+    return [f"{n} (argument {k})" if n else f"argument {k}" for k, n in enumerate(names)]
+
+
+def _parameter_names(op):
+    """The names of op's positional parameters, in order, up to a *args (which has none)."""
+    try:
+        parameters = inspect.signature(op).parameters.values()
+    except (TypeError, ValueError):   # builtins and some callables have no readable signature
+        return []
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = []
+    for p in parameters:
+        if p.kind not in positional:
+            break
+        names.append(p.name)
+    return names
 
 
 def _as_float64_tensor(a):
@@ -72,21 +106,21 @@ def _as_float64_tensor(a):
     return Tensor(data.astype("float64", order="C"), requires_grad=True)  # C order: reshape(-1) is a view
 
 
-def _analytic(arg, name, k):
+def _analytic(arg, name, label):
     if arg.grad is None:
-        raise GradcheckError(f"{name}: argument {k} received no gradient at all.\n"
+        raise GradcheckError(f"{name}: {label} received no gradient at all.\n"
                              "hint: is it one of the op's parents in Tensor.from_op, and does the "
                              "backward closure return a gradient (not None) for it?")
     if arg.grad.shape != arg.shape:
-        raise GradcheckError(f"{name}: argument {k} has shape {arg.shape} but its gradient has shape "
+        raise GradcheckError(f"{name}: {label} has shape {arg.shape} but its gradient has shape "
                              f"{arg.grad.shape}.\nhint: a gradient always has its input's shape; "
                              "sum over broadcast axes, or undo a reshape/transpose.")
     return to_device(arg.grad, "cpu")
 
 
-def _report(name, k, shape, i, numeric, analytic, error, grad, f, eps, flat):
+def _report(name, label, shape, i, numeric, analytic, error, grad, f, eps, flat):
     index = tuple(int(j) for j in np.unravel_index(i, shape))
-    return (f"{name}: gradient of argument {k} (shape {shape}) is wrong at index {index}\n"
+    return (f"{name}: gradient of {label}, shape {shape}, is wrong at index {index}\n"
             f"  numeric (central differences) = {numeric:.6g}\n"
             f"  analytic (your backward)      = {analytic:.6g}\n"
             f"  relative error                = {error:.3g}\n"

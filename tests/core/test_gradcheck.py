@@ -1,8 +1,9 @@
 """gradcheck: how a wrong backward pass is caught, and what the error message tells you.
 
 Each broken op below is a classic mistake. gradcheck must fail on it with a
-message naming the op and the argument, the numeric and analytic values, the
-relative error and a hint that points at the kind of mistake.
+message naming the op and the argument (by its name, such as "gamma", not only its
+position), the numeric and analytic values, the relative error and a hint that points at
+the kind of mistake.
 """
 import numpy as np
 import pytest
@@ -45,7 +46,7 @@ def test_catches_a_broken_backward(bug, xp, rng):
     with pytest.raises(GradcheckError) as info:
         gradcheck(square_with(backward), xp.asarray(rng.standard_normal((3, 4))), name="my_square")
     message = str(info.value)
-    for part in ["my_square", "argument 0", "shape (3, 4)", "numeric (central differences)",
+    for part in ["my_square", "gradient of x (argument 0), shape (3, 4)", "numeric (central differences)",
                  "analytic (your backward)", "relative error"]:
         assert part in message, f"the message should contain {part!r}:\n{message}"
     assert "hint:" in message
@@ -63,12 +64,32 @@ def test_message_reports_the_actual_numbers(rng):
     assert "relative error                = 2" in message, message
 
 
+def mul_bad_db(a, b):
+    """a * b whose gradient for b is wrong (it carries b, not a)."""
+    return Tensor.from_op(a.data * b.data, (a, b), lambda g: (g * b.data, g * b.data), "mul")
+
+
 def test_names_the_wrong_argument(rng):
-    """Only the second argument's gradient is wrong: the message must say argument 1."""
-    def mul_bad_db(a, b):
-        return Tensor.from_op(a.data * b.data, (a, b), lambda g: (g * b.data, g * b.data), "mul")
-    with pytest.raises(GradcheckError, match=r"mul_bad_db: gradient of argument 1 \(shape \(2, 3\)\)"):
+    """Only the second argument's gradient is wrong: the message names it, from op's signature."""
+    with pytest.raises(GradcheckError, match=r"^mul_bad_db: gradient of b \(argument 1\), shape \(2, 3\), is wrong"):
         gradcheck(mul_bad_db, rng.standard_normal((2, 3)), rng.standard_normal((2, 3)))
+
+
+def test_arg_names_name_the_arguments(rng):
+    """arg_names say what each input is, e.g. batch norm's ("x", "gamma", "beta")."""
+    with pytest.raises(GradcheckError, match=r"^mul: gradient of gamma \(argument 1\), shape \(2, 3\)"):
+        gradcheck(mul_bad_db, rng.standard_normal((2, 3)), rng.standard_normal((2, 3)), name="mul",
+                  arg_names=("x", "gamma"))
+    with pytest.raises(ValueError, match=r"2 inputs but 3 arg_names"):
+        gradcheck(mul_bad_db, rng.standard_normal(2), rng.standard_normal(2), arg_names=("x", "gamma", "beta"))
+
+
+def test_an_op_without_parameter_names_says_argument_k(rng):
+    """An op taking *args has no names for its inputs: the message falls back to their positions."""
+    def star_args(*ts):
+        return mul_bad_db(*ts)
+    with pytest.raises(GradcheckError, match=r"^star_args: gradient of argument 1, shape \(2, 3\), is wrong"):
+        gradcheck(star_args, rng.standard_normal((2, 3)), rng.standard_normal((2, 3)))
 
 
 def test_default_name_is_the_function_name(rng):
@@ -81,7 +102,7 @@ def test_default_name_is_the_function_name(rng):
 def test_wrong_gradient_shape():
     def transposed(x):
         return Tensor.from_op(x.data * 3, (x,), lambda g: ((3 * g).T,), "times3")
-    with pytest.raises(GradcheckError, match=r"argument 0 has shape \(2, 3\) but its gradient has shape \(3, 2\)"
+    with pytest.raises(GradcheckError, match=r"x \(argument 0\) has shape \(2, 3\) but its gradient has shape \(3, 2\)"
                        r"(.|\n)*hint: a gradient always has its input's shape"):
         gradcheck(transposed, np.ones((2, 3)), name="transposed")
 
@@ -89,7 +110,7 @@ def test_wrong_gradient_shape():
 def test_backward_returning_none():
     def forgot(x, y):
         return Tensor.from_op(x.data * y.data, (x, y), lambda g: (g * y.data, None), "mul")
-    with pytest.raises(GradcheckError, match=r"forgot: argument 1 received no gradient at all"
+    with pytest.raises(GradcheckError, match=r"forgot: y \(argument 1\) received no gradient at all"
                        r"(.|\n)*does the backward closure return a gradient \(not None\)"):
         gradcheck(forgot, np.ones(3), np.ones(3))
 
@@ -98,7 +119,7 @@ def test_input_not_a_parent():
     """An op that forgets to list an input as a parent: no gradient can reach it."""
     def detached(x, y):
         return Tensor.from_op(x.data + y.data, (x,), lambda g: (g,), "add")
-    with pytest.raises(GradcheckError, match=r"argument 1 received no gradient(.|\n)*one of the op's parents"):
+    with pytest.raises(GradcheckError, match=r"y \(argument 1\) received no gradient(.|\n)*one of the op's parents"):
         gradcheck(detached, np.ones(3), np.ones(3), name="detached")
 
 

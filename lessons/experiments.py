@@ -12,8 +12,10 @@ test subset, validation split, seed, and the length: epochs or iterations); the 
 data folder and the output folder are not part of it.
 
 The rest are small readers and figures used by the notebooks: final errors from a log,
-where a run came from, the paper's Fig. 6 layout (plain nets left, ResNets right), and
-the test images normalized exactly as a run's training normalized them.
+where a run came from, the paper's Fig. 6 layout (plain nets left, ResNets right), lesson 06's
+verdict on two final errors (their gap, its binomial standard error, and whether it exceeds
+ESTABLISHED_AT of them: the reference for the lesson's exercise), and the test images normalized
+exactly as a run's training normalized them.
 
 Trained weights ship with the lessons, so that lessons 07 and 08 mean something in a fresh
 clone without hours of training: lessons/weights/<name>.npz for the four nets of NETS.
@@ -154,6 +156,12 @@ def _short(path):
 
 # ------------------------------------------------------------------ reading runs
 
+def _relative(command):
+    """A recorded command line with this checkout's absolute paths made relative to its root
+    (some runs were started with absolute --data-dir and --out)."""
+    return command.replace(str(LESSONS.parent) + "/", "")
+
+
 def final_errors(run_dir):
     """Last logged row of a run: {"iteration", "train_error", "test_error", "wall_time"} (errors in %)."""
     log = read_log(run_dir)
@@ -165,7 +173,7 @@ def describe(run_dir):
     config = read_config(run_dir)
     done, total = progress(run_dir)
     lines = [f"{config.get('label', Path(run_dir).name)}  ({_short(run_dir)})",
-             f"  command : {config.get('command', '?')}",
+             f"  command : {_relative(config.get('command', '?'))}",
              f"  device  : {config.get('device', '?')} ({config.get('device_name', '?')}); "
              f"versions {config.get('versions', {})}",
              f"  data    : {config.get('train_images', '?')} training images, "
@@ -178,7 +186,7 @@ def describe(run_dir):
     except RunFolderError:
         lines.append("  length  : no log rows yet")
     for resumed in config.get("resumed", []):
-        lines.append(f"  resumed : at iteration {resumed.get('iteration')} with {resumed.get('command')}")
+        lines.append(f"  resumed : at iteration {resumed.get('iteration')} with {_relative(resumed.get('command', '?'))}")
     return "\n".join(lines)
 
 
@@ -355,6 +363,33 @@ def wall_times(run_dirs):
     each = ", ".join(f"{name} {duration(t)}" for name, t in times.items())
     return (f"wall times: {each}; {duration(sum(times.values()))} in all, one after the other "
             "(runs that shared the machine took less from first start to last finish)")
+
+
+# ------------------------------------------------------------------ the verdict (lesson 06)
+
+ESTABLISHED_AT = 2   # standard errors of the gap: lesson 06's threshold for an established ordering
+
+
+def gap_and_standard_error(err_a, err_b, n_images):
+    """(err_a - err_b, its binomial standard error), in percentage points, for two error rates in
+    percent each measured on n_images images: what lesson 06 uses until error_gap is written."""
+    variance = sum(p / 100 * (1 - p / 100) / n_images for p in (err_a, err_b))
+    return err_a - err_b, 100 * variance ** 0.5
+
+
+def clearly_above(err_a, err_b, n_images):
+    """Whether err_a is above err_b by more than ESTABLISHED_AT standard errors of the gap."""
+    gap, standard_error = gap_and_standard_error(err_a, err_b, n_images)
+    return bool(gap > ESTABLISHED_AT * standard_error)
+
+
+def images_measured(run_dir, column):
+    """How many images the final error in the log's `column` ("train_error", "test_error") of a run
+    counts: the last epoch's minibatches (whole batches only), or the test images evaluated."""
+    config = read_config(run_dir)
+    if column == "train_error":
+        return config["batches_per_epoch"] * config["args"]["batch_size"]
+    return config["test_images"]
 
 
 def twin_runs(search=TWIN_SEARCH, **match):

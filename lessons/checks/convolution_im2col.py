@@ -1,16 +1,18 @@
 """Lesson 02 (02_convolution_im2col.ipynb): im2col, its adjoint col2im, and the conv2d they make.
 
-The learner's functions are compared entry by entry with tinyresnet.im2col, and the pair is
-turned into a conv2d whose backward pass the engine derives (col2im is im2col's backward),
-gradchecked on the shapes of tests/test_conv.py.
+The learner's im2col and col2im are compared entry by entry with tinyresnet.im2col; their
+conv2d_forward and conv2d_backward with the definitions in tinyresnet/conv.py, on the shapes
+of tests/core/test_conv.py, and the backward pass is gradchecked against central differences.
+When an answer is wrong, the check tries the usual slips on the same input and names the one
+that gives the learner's numbers.
 """
 import numpy as np
 
 from tinyresnet import Tensor, gradcheck
-from tinyresnet.conv import conv2d as tinyresnet_conv2d
-from tinyresnet.im2col import col2im, im2col, output_size
+from tinyresnet.conv import backward_definition, forward_definition
+from tinyresnet.im2col import col2im, im2col, output_size, unfold_kernel
 
-from .harness import Mismatch, case, check
+from .harness import Mismatch, case, check, returned
 
 # x shape (N, C, H, W), kernel (R, S), stride, padding
 IM2COL_CONFIGS = [
@@ -21,14 +23,24 @@ IM2COL_CONFIGS = [
     ((2, 2, 6, 6), (1, 1), 2, 0),    # 1x1, stride 2 (a projection shortcut)
     ((2, 3, 6, 5), (3, 2), 1, 1),    # non-square kernel
 ]
-# the conv2d gradient checks of tests/test_conv.py: x shape, w shape, stride, padding
+# the conv2d forward checks of tests/core/test_conv.py: x shape, w shape, stride, padding
+CONV_CONFIGS = [
+    ((2, 3, 5, 5), (4, 3, 3, 3), 1, 1),
+    ((1, 1, 7, 5), (2, 1, 3, 3), 2, 0),      # non-square input, stride 2
+    ((2, 3, 8, 8), (4, 3, 3, 3), 2, 1),      # the ResNet downsampling conv
+    ((2, 2, 6, 6), (3, 2, 1, 1), 1, 0),      # 1x1 kernel
+    ((1, 3, 5, 7), (2, 3, 5, 5), 1, 2),      # big kernel, padding 2
+    ((2, 3, 6, 5), (4, 3, 3, 2), 1, 1),      # non-square kernel
+    ((2, 16, 4, 4), (8, 16, 3, 3), 1, 1),    # many channels
+]
+# the conv2d gradient checks of tests/core/test_conv.py
 CONV_GRAD_CONFIGS = [
-    ((1, 1, 5, 5), (2, 1, 3, 3), 1, 0),
-    ((2, 3, 7, 5), (4, 3, 3, 3), 1, 1),
-    ((2, 3, 7, 5), (4, 3, 3, 3), 2, 1),
-    ((1, 3, 6, 6), (2, 3, 3, 3), 2, 0),
-    ((1, 16, 3, 3), (16, 16, 3, 3), 1, 1),
-    ((2, 2, 4, 4), (3, 2, 1, 1), 2, 0),
+    ((1, 1, 5, 5), (2, 1, 3, 3), 1, 0),      # batch 1, one channel
+    ((2, 3, 7, 5), (4, 3, 3, 3), 1, 1),      # non-square input
+    ((2, 3, 7, 5), (4, 3, 3, 3), 2, 1),      # stride 2
+    ((1, 3, 6, 6), (2, 3, 3, 3), 2, 0),      # stride 2, last row/column never reached
+    ((1, 16, 3, 3), (16, 16, 3, 3), 1, 1),   # 16 channels in and out
+    ((2, 2, 4, 4), (3, 2, 1, 1), 2, 0),      # 1x1 stride-2 (a projection shortcut)
 ]
 
 SHAPE_HINTS = {
@@ -39,11 +51,24 @@ SHAPE_HINTS = {
     "my_col2im": "col2im gets cols (N*Ho*Wo, R*S*C): reshape it to (N, Ho, Wo, R, S, C); dx_padded is "
                  "(N, C, H + 2*padding, W + 2*padding), and each slab cols[:, :, :, r, s, :] (N, Ho, Wo, C) "
                  "is added, as (N, C, Ho, Wo), at x_padded[:, :, r:r + stride*Ho:stride, s:s + stride*Wo:stride].",
+    "conv2d_forward": "cols = my_im2col(x, (R, S), stride, padding) is (N*Ho*Wo, R*S*C); "
+                      "w2 = w.transpose(2, 3, 1, 0).reshape(R*S*C, K) has one row per column of cols; "
+                      "cols @ w2 is (N*Ho*Wo, K): reshape it to (N, Ho, Wo, K), then transpose(0, 3, 1, 2).",
+    "conv2d_backward": "g2 = g.transpose(0, 2, 3, 1).reshape(-1, K) is (N*Ho*Wo, K), one row per row of cols; "
+                       "dw2 = cols.T @ g2 is (R*S*C, K); dcols = g2 @ w2.T is (N*Ho*Wo, R*S*C), the shape "
+                       "of cols, and my_col2im takes it with the same kernel, stride and padding as my_im2col.",
 }
+BACKWARD_HINT = ("with g2 = g.transpose(0, 2, 3, 1).reshape(-1, K), rows (n, i, j) like cols: "
+                 "dw2 = cols.T @ g2, folded back to (K, C, R, S), and dx = my_col2im(g2 @ w2.T, ...).")
+TOL = dict(rtol=1e-10, atol=1e-10)
 
 
 def config(x_shape, kernel, stride, padding):
     return f"x{x_shape} kernel {kernel} stride {stride} padding {padding}"
+
+
+def conv_config(x_shape, w_shape, stride, padding):
+    return f"x{x_shape} w{w_shape} stride {stride} padding {padding}"
 
 
 def cols_shape(x_shape, kernel, stride, padding):
@@ -64,6 +89,32 @@ def _channel_major_columns(cols, x_shape, kernel):
     """cols with its columns reordered (c, r, s) instead of (r, s, c): a common slip."""
     r, s = kernel
     return cols.reshape(-1, r, s, x_shape[1]).transpose(0, 3, 1, 2).reshape(cols.shape)
+
+
+def _channel_fastest_columns(cols, x_shape, kernel):
+    """The inverse of _channel_major_columns: what a col2im that reads the columns as
+    (c, r, s) adds back, expressed as a correctly ordered (r, s, c) matrix."""
+    r, s = kernel
+    return cols.reshape(-1, x_shape[1], r, s).transpose(0, 2, 3, 1).reshape(cols.shape)
+
+
+def _close(a, b):
+    return a.shape == b.shape and np.allclose(a, b, **TOL)
+
+
+def _only_overlaps_wrong(mine, expected, counts):
+    """True when every pixel read by at most one window is right and some shared pixel is not:
+    the mark of `=` where `+=` belongs (each window overwrites the ones before it)."""
+    right = np.isclose(mine, expected, **TOL)
+    return bool(right[counts <= 1].all() and not right[counts > 1].all())
+
+
+def _first_wrong(mine, expected, name):
+    """'k of n entries are wrong; the first is name[...]: yours a, expected b'."""
+    wrong = np.argwhere(~np.isclose(mine, expected, **TOL))
+    index = tuple(int(i) for i in wrong[0])
+    return (f"{len(wrong)} of {mine.size} entries of {name} are wrong; the first is {name}{list(index)}: "
+            f"yours {mine[index]:.6g}, expected {expected[index]:.6g}")
 
 
 @check("my_im2col", shape_hint=SHAPE_HINTS)
@@ -103,6 +154,28 @@ def check_im2col(my_im2col):
     return f"matches tinyresnet.im2col.im2col on {len(IM2COL_CONFIGS)} shapes (stride 1/2, padding 0/1, non-square)"
 
 
+COL2IM_ASSIGNS = ("hint: the pixels read by a single window are right, the pixels shared by "
+                  "overlapping windows are not: you ASSIGN (=) where col2im must ADD (+=). Each window "
+                  "overwrites what the windows before it put there; a pixel read by 9 windows needs "
+                  "the sum of its 9 entries.")
+COL2IM_COLUMN_ORDER = ("hint: you read the columns of cols in the order (c, r, s). im2col wrote them "
+                       "(r, s, c), channel fastest: reshape cols to (N, Ho, Wo, R, S, C), and take the slab "
+                       "cols[:, :, :, r, s, :] for kernel offset (r, s).")
+COL2IM_ANY = ("hint: walk the same (n, i, j) x (r, s, c) positions as im2col and add each entry back into "
+              "x_padded[n, c, i*stride + r, j*stride + s]; then cut the padding off.")
+
+
+def col2im_slip(mine, cols, x_shape, kernel, stride, padding):
+    """The hint that names what a wrong col2im did: a wrong column order, `=` for `+=`, or neither."""
+    reordered = col2im(_channel_fastest_columns(cols, x_shape, kernel), x_shape, kernel, stride, padding)
+    if _close(mine, reordered):
+        return COL2IM_COLUMN_ORDER
+    counts = col2im(np.ones_like(cols), x_shape, kernel, stride, padding)   # windows that read each pixel
+    if _only_overlaps_wrong(mine, col2im(cols, x_shape, kernel, stride, padding), counts):
+        return COL2IM_ASSIGNS
+    return COL2IM_ANY
+
+
 @check("my_col2im", shape_hint=SHAPE_HINTS)
 def check_col2im(my_col2im):
     rng = np.random.default_rng(1)
@@ -116,79 +189,156 @@ def check_col2im(my_col2im):
         if mine.shape != tuple(x_shape):
             raise Mismatch(f"for {where} col2im returned shape {mine.shape}; it must give back x's "
                            f"shape {tuple(x_shape)} (the padding is cut off again at the end).")
-        lhs, rhs = float((im2col(x, kernel, stride, padding) * cols).sum()), float((x * mine).sum())
-        wrong = np.argwhere(~np.isclose(mine, expected, rtol=1e-10, atol=1e-10))
-        if len(wrong):
-            n, c, h, w = wrong[0]
+        if not _close(mine, expected):
+            lhs, rhs = float((im2col(x, kernel, stride, padding) * cols).sum()), float((x * mine).sum())
+            n, c, h, w = np.argwhere(~np.isclose(mine, expected, **TOL))[0]
             copies = col2im(np.ones_like(cols), x_shape, kernel, stride, padding)[n, c, h, w]
             raise Mismatch(
                 f"for {where} col2im is not the adjoint of im2col:\n"
                 f"  <im2col(x), cols> = {lhs:.6g}   but   <x, col2im(cols)> = {rhs:.6g}\n"
-                f"{len(wrong)} of {mine.size} pixels are wrong; the first is dx[{n}, {c}, {h}, {w}]:\n"
-                f"  yours {mine[n, c, h, w]:.6g}, expected {expected[n, c, h, w]:.6g}, the sum of the "
-                f"{copies:.0f} entries of cols that im2col copied from this pixel\n"
-                "hint: walk the same (n, i, j) x (r, s, c) positions as im2col and ADD (+=) each entry "
-                "back into x_padded[n, c, i*stride + r, j*stride + s]; overlapping windows must sum.")
+                f"{_first_wrong(mine, expected, 'dx')},\n"
+                f"  the sum of the {copies:.0f} entries of cols that im2col copied from this pixel\n"
+                + col2im_slip(mine, cols, x_shape, kernel, stride, padding))
     return (f"matches tinyresnet.im2col.col2im on {len(IM2COL_CONFIGS)} shapes, "
             "so <im2col(x), c> = <x, col2im(c)> holds")
 
 
-def unfold_op(my_im2col, my_col2im, kernel, stride, padding):
-    """im2col as a Tensor op: the forward is your im2col, the backward your col2im (its adjoint)."""
-    def unfold(x):
-        cols = np.asarray(my_im2col(x.data, kernel, stride, padding))          # (N*Ho*Wo, R*S*C)
+# ------------------------------------------------------------------ conv2d_forward
 
-        def backward(g):                                                        # g: like cols
-            return (np.asarray(my_col2im(g, x.shape, kernel, stride, padding)),)  # (N, C, H, W)
-        return Tensor.from_op(cols, (x,), backward, "im2col")
-    return unfold
-
-
-def conv2d_from(my_im2col, my_col2im):
-    """conv2d written as the lesson writes it, out = im2col(x) @ w2, on top of your pair.
-
-    The engine differentiates the product, the reshapes and the transposes; im2col's own
-    backward is your col2im, so a correct gradient means your pair is right.
-    """
-    def conv2d(x, w, stride=1, padding=0):
-        n, c, h, wid = x.shape
-        k, _, r, s = w.shape
-        ho, wo = output_size(h, r, stride, padding), output_size(wid, s, stride, padding)
-        cols = unfold_op(my_im2col, my_col2im, (r, s), stride, padding)(x)   # (N*Ho*Wo, R*S*C)
-        w2 = w.transpose(2, 3, 1, 0).reshape(r * s * c, k)                     # (R*S*C, K)
-        return (cols @ w2).reshape(n, ho, wo, k).transpose(0, 3, 1, 2)         # (N, K, Ho, Wo)
-    return conv2d
+def forward_slip_in_shape(mine_shape, x_shape, w_shape, stride, padding):
+    """The hint for a conv2d_forward output of the wrong shape."""
+    n, _, h, wid = x_shape
+    k, _, r, s = w_shape
+    ho, wo = output_size(h, r, stride, padding), output_size(wid, s, stride, padding)
+    if mine_shape == (n * ho * wo, k):
+        return ("you returned the product as it comes out, (N*Ho*Wo, K). Its rows are the output pixels "
+                "(n, i, j), its columns the filters k: reshape(N, Ho, Wo, K), then transpose(0, 3, 1, 2).")
+    if mine_shape == (n, ho, wo, k):
+        return "that is (N, Ho, Wo, K): one transpose(0, 3, 1, 2) more moves the filters to axis 1."
+    if stride > 1 and mine_shape == (n, k, output_size(h, r, 1, padding), output_size(wid, s, 1, padding)):
+        return ("that is the output of stride 1: the stride was ignored. Pass it to my_im2col, and "
+                "compute Ho = (H + 2*padding - R) // stride + 1.")
+    if padding > 0 and mine_shape == (n, k, output_size(h, r, stride, 0), output_size(wid, s, stride, 0)):
+        return "that is the output without padding: pass padding to my_im2col and count it in Ho and Wo."
+    return "Ho = (H + 2*padding - R) // stride + 1, Wo likewise; the output is (N, K, Ho, Wo)."
 
 
-PAIR_HINT = ("run the my_im2col and my_col2im checks above first: each says which entry is off. "
-             "The conv2d's backward uses nothing of yours but col2im for dx and im2col's cols for dw.")
+def forward_slip_in_values(mine, x, w, stride, padding):
+    """The hint for a conv2d_forward output of the right shape and wrong numbers."""
+    expected = forward_definition(x, w, stride, padding)
+    n, k, ho, wo = expected.shape
+    if _close(mine, expected.transpose(0, 2, 3, 1).reshape(n, k, ho, wo)):
+        return ("you reshaped the product straight to (N, K, Ho, Wo). Its rows are the output pixels "
+                "(n, i, j) and its columns the filters k, so it is (N, Ho, Wo, K) in memory: "
+                "reshape(N, Ho, Wo, K) first, then transpose(0, 3, 1, 2).")
+    cols = im2col(x, w.shape[2:], stride, padding)
+    if _close(mine, (cols @ w.reshape(k, -1).T).reshape(n, ho, wo, k).transpose(0, 3, 1, 2)):
+        return ("w.reshape(K, -1).T flattens each filter in the order (c, r, s), but the columns of cols "
+                "are (r, s, c): use w2 = w.transpose(2, 3, 1, 0).reshape(R*S*C, K).")
+    return ("out[n, k, i, j] is row (n, i, j) of cols times column k of w2. If the my_im2col check "
+            "above fails, fix that first; otherwise compare your w2 with w.transpose(2, 3, 1, 0)"
+            ".reshape(R*S*C, K).")
 
 
-@check("conv2d built from my_im2col and my_col2im", shape_hint=SHAPE_HINTS, value_hint=PAIR_HINT)
-def check_conv2d_pair(my_im2col, my_col2im):
-    rng, worst = np.random.default_rng(2), 0.0
-    for x_shape, kernel, stride, padding in IM2COL_CONFIGS:
-        where = config(x_shape, kernel, stride, padding)
-        x = rng.standard_normal(x_shape)
-        cols = rng.standard_normal(cols_shape(x_shape, kernel, stride, padding))
-        with case(where):
-            lhs = float((np.asarray(my_im2col(x.copy(), kernel, stride, padding)) * cols).sum())
-            rhs = float((x * np.asarray(my_col2im(cols.copy(), x_shape, kernel, stride, padding))).sum())
-        if not np.isclose(lhs, rhs, rtol=1e-10, atol=1e-10):
-            raise Mismatch(f"for {where} your pair is not adjoint:\n"
-                           f"  <my_im2col(x), c> = {lhs:.10g}\n  <x, my_col2im(c)> = {rhs:.10g}\n"
-                           f"hint: {PAIR_HINT}")
-    conv2d = conv2d_from(my_im2col, my_col2im)
-    for x_shape, w_shape, stride, padding in CONV_GRAD_CONFIGS:
+@check("conv2d_forward", shape_hint=SHAPE_HINTS)
+def check_conv2d_forward(conv2d_forward):
+    rng = np.random.default_rng(3)
+    for x_shape, w_shape, stride, padding in CONV_CONFIGS:
+        where = conv_config(x_shape, w_shape, stride, padding)
         x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-        where = f"conv2d x{x_shape} w{w_shape} stride {stride} padding {padding}"
+        expected = forward_definition(x, w, stride, padding)
         with case(where):
-            mine = conv2d(Tensor(x), Tensor(w), stride, padding).data
-            expected = tinyresnet_conv2d(Tensor(x), Tensor(w), stride, padding).data
-            if not np.allclose(mine, expected, rtol=1e-10, atol=1e-10):
-                raise Mismatch(f"for {where} the forward pass differs from tinyresnet's conv2d by up to "
-                               f"{np.abs(mine - expected).max():.3g}.\nhint: {PAIR_HINT}")
-            worst = max(worst, gradcheck(lambda x, w: conv2d(x, w, stride, padding), x, w,
-                                         max_checks=32, name=where))
-    return (f"adjoint on {len(IM2COL_CONFIGS)} shapes; equal to tinyresnet's conv2d and gradchecked on "
-            f"{len(CONV_GRAD_CONFIGS)} shapes, worst relative error {worst:.1e}")
+            mine = np.asarray(conv2d_forward(x.copy(), w.copy(), stride, padding))
+        if mine.shape != expected.shape:
+            raise Mismatch(f"for {where}, the output has shape {mine.shape}, expected (N, K, Ho, Wo) = "
+                           f"{expected.shape}.\nhint: "
+                           + forward_slip_in_shape(mine.shape, x_shape, w_shape, stride, padding))
+        if not _close(mine, expected):
+            raise Mismatch(f"for {where}, {_first_wrong(mine, expected, 'out')}\nhint: "
+                           + forward_slip_in_values(mine, x, w, stride, padding))
+    return (f"matches tinyresnet.conv's forward definition on {len(CONV_CONFIGS)} shapes "
+            "(stride 1/2, padding 0/1/2, non-square, 1x1)")
+
+
+# ------------------------------------------------------------------ conv2d_backward
+
+def _scrambled_g(g):
+    """The g whose correct g2 is g.reshape(-1, K): what a backward pass that forgets to move
+    the filter axis last computes with."""
+    n, k, ho, wo = g.shape
+    return g.reshape(n, ho, wo, k).transpose(0, 3, 1, 2)
+
+
+def dw_slip(mine, x, w, g, stride, padding):
+    """The hint for a wrong dw, or None when no usual slip gives it."""
+    dw = backward_definition(x, g, w, stride, padding)[1]
+    dw2 = unfold_kernel(dw)                                   # (R*S*C, K), rows (r, s, c)
+    if _close(mine, dw2.reshape(w.shape)) or _close(mine, dw2.T.reshape(w.shape)):
+        return ("dw holds the right numbers in the wrong places: dw2 = cols.T @ g2 is (R*S*C, K) with rows "
+                "(r, s, c), and a plain reshape to (K, C, R, S) scrambles them. Fold it back with "
+                "dw2.reshape(R, S, C, K).transpose(3, 2, 0, 1).")
+    if _close(mine, backward_definition(x, _scrambled_g(g), w, stride, padding)[1]):
+        return G2_HINT
+    return None
+
+
+G2_HINT = ("g.reshape(-1, K) mixes filters and pixels, because g's axis 1 is the filter: move it last "
+           "first, g2 = g.transpose(0, 2, 3, 1).reshape(-1, K), so that row (n, i, j) of g2 goes with "
+           "row (n, i, j) of cols.")
+
+
+def dx_slip(mine, x, w, g, stride, padding):
+    """The hint for a wrong dx, or None when no usual slip gives it."""
+    k, c, r, s = w.shape
+    dx = backward_definition(x, g, w, stride, padding)[0]
+    g2 = g.transpose(0, 2, 3, 1).reshape(-1, k)
+    dcols = g2 @ unfold_kernel(w).T
+    counts = col2im(np.ones_like(dcols), x.shape, (r, s), stride, padding)   # windows that read each pixel
+    if _only_overlaps_wrong(mine, dx, counts):
+        return ("the pixels read by a single window are right, the pixels shared by overlapping windows "
+                "are not: the col2im that carries dcols back must ADD (+=) every window's share. "
+                "Run the my_col2im check above.")
+    if _close(mine, backward_definition(x, _scrambled_g(g), w, stride, padding)[0]):
+        return G2_HINT
+    if _close(mine, col2im(g2 @ w.reshape(k, -1), x.shape, (r, s), stride, padding)):
+        return ("w.reshape(K, -1) flattens each filter in the order (c, r, s), but the columns of cols "
+                "are (r, s, c): use w2 = w.transpose(2, 3, 1, 0).reshape(R*S*C, K) and dcols = g2 @ w2.T.")
+    return None
+
+
+def with_your_backward(conv2d_backward, stride, padding):
+    """conv2d as a Tensor op whose forward is tinyresnet's definition and whose backward is yours."""
+    def conv(x, w):
+        out = forward_definition(x.data, w.data, stride, padding)            # (N, K, Ho, Wo)
+
+        def backward(g):
+            dx, dw = conv2d_backward(x.data.copy(), w.data.copy(), g.copy(), stride, padding)
+            return np.asarray(dx), np.asarray(dw)
+        return Tensor.from_op(out, (x, w), backward, "conv2d")
+    return conv
+
+
+@check("conv2d_backward", shape_hint=SHAPE_HINTS, value_hint=BACKWARD_HINT)
+def check_conv2d_backward(conv2d_backward):
+    rng, worst = np.random.default_rng(4), 0.0
+    for x_shape, w_shape, stride, padding in CONV_GRAD_CONFIGS:
+        where = conv_config(x_shape, w_shape, stride, padding)
+        x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+        g = rng.standard_normal(forward_definition(x, w, stride, padding).shape)   # dLoss/dout
+        expected_dx, expected_dw = backward_definition(x, g, w, stride, padding)
+        with case(where):
+            result = conv2d_backward(x.copy(), w.copy(), g.copy(), stride, padding)
+            dx, dw = (np.asarray(a) for a in returned(result, "conv2d_backward",
+                                                       [("dx", x_shape), ("dw", w_shape)]))
+        for name, mine, expected, slip in (("dw", dw, expected_dw, dw_slip), ("dx", dx, expected_dx, dx_slip)):
+            hint = None if _close(mine, expected) else slip(mine, x, w, g, stride, padding)
+            if hint:
+                raise Mismatch(f"for {where}, {_first_wrong(mine, expected, name)}\nhint: {hint}")
+        with case(where):
+            worst = max(worst, gradcheck(with_your_backward(conv2d_backward, stride, padding), x, w,
+                                         max_checks=32, name=f"conv2d {where}"))
+        for name, mine, expected in (("dw", dw, expected_dw), ("dx", dx, expected_dx)):
+            if not _close(mine, expected):
+                raise Mismatch(f"for {where}, {_first_wrong(mine, expected, name)}\nhint: {BACKWARD_HINT}")
+    return (f"equals tinyresnet.conv's backward definition and passes gradcheck on {len(CONV_GRAD_CONFIGS)} "
+            f"shapes (stride 1/2, padding 0/1, non-square, 1x1), worst relative error {worst:.1e}")

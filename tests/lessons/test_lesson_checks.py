@@ -9,11 +9,10 @@ would leave a learner with a wrong function and a wrong idea.
 import numpy as np
 import pytest
 
-from checks import autograd, batch_norm, convolution_im2col, layer_responses, plain_and_residual, setup, training
+from checks import autograd, batch_norm, layer_responses, plain_and_residual, setup, training
 from checks.harness import FAILED, NOT_WRITTEN, PASSED
 from checks import imagenet_bottleneck, vanishing_gradients
 from solutions import autograd as solved_autograd
-from solutions import im2col as solved_im2col
 from tinyresnet import Tensor, no_grad
 from tinyresnet import functional as F
 
@@ -131,80 +130,6 @@ def test_matmul_value_slip_is_named(capsys):
     out = rejects(capsys, autograd.check_matmul_backward, square_only,
                   says=["case: matmul (3, 3) @ (3, 3)", "misses a transpose"])
     assert "the formula is off" not in out, "the generic gradcheck hint should give way to the op's own"
-
-
-# ------------------------------------------------------------------ lesson 02
-
-def im2col_channel_major(x, kernel, stride=1, padding=0):
-    cols = solved_im2col.my_im2col(x, kernel, stride, padding)
-    r, s = kernel
-    return cols.reshape(-1, r, s, x.shape[1]).transpose(0, 3, 1, 2).reshape(cols.shape)
-
-
-def im2col_transposed(x, kernel, stride=1, padding=0):
-    return solved_im2col.my_im2col(x, kernel, stride, padding).T
-
-
-def im2col_ignores_padding(x, kernel, stride=1, padding=0):
-    n, c, h, w = x.shape
-    r, s = kernel
-    ho, wo = (h + 2 * padding - r) // stride + 1, (w + 2 * padding - s) // stride + 1
-    cols = np.empty((n, ho, wo, r, s, c))
-    for i in range(r):
-        for j in range(s):   # slices the unpadded x: a broadcast error as soon as padding > 0
-            cols[:, :, :, i, j, :] = x[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride].transpose(0, 2, 3, 1)
-    return cols.reshape(n * ho * wo, r * s * c)
-
-
-def col2im_assigns(cols, x_shape, kernel, stride=1, padding=0):
-    """= instead of +=: overlapping windows overwrite each other."""
-    n, c, h, w = x_shape
-    r, s = kernel
-    ho, wo = (h + 2 * padding - r) // stride + 1, (w + 2 * padding - s) // stride + 1
-    cols = cols.reshape(n, ho, wo, r, s, c)
-    dx = np.zeros((n, c, h + 2 * padding, w + 2 * padding))
-    for i in range(r):
-        for j in range(s):
-            dx[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] = cols[:, :, :, i, j, :].transpose(0, 3, 1, 2)
-    return dx[:, :, padding:padding + h, padding:padding + w]
-
-
-def col2im_keeps_padding(cols, x_shape, kernel, stride=1, padding=0):
-    n, c, h, w = x_shape
-    return np.pad(solved_im2col.my_col2im(cols, x_shape, kernel, stride, padding),
-                  ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-
-
-@pytest.mark.parametrize("fn, says", [
-    (im2col_channel_major, ["ordered (c, r, s)"]),
-    (im2col_transposed, ["yours is the transpose"]),
-    (im2col_ignores_padding, ["raised ValueError", "padding 1", "hint: im2col returns (N*Ho*Wo, R*S*C)"]),
-])
-def test_im2col_rejects(capsys, fn, says):
-    out = rejects(capsys, convolution_im2col.check_im2col, fn, says=says)
-    assert "(M, K) @ (K, N)" not in out, "a shape error inside im2col gets an im2col hint"
-
-
-@pytest.mark.parametrize("fn, says", [
-    (col2im_assigns, ["not the adjoint", "ADD (+=)"]),
-    (col2im_keeps_padding, ["x's shape (2, 3, 5, 5)", "padding is cut off"]),
-])
-def test_col2im_rejects(capsys, fn, says):
-    rejects(capsys, convolution_im2col.check_col2im, fn, says=says)
-
-
-@pytest.mark.parametrize("pair, says", [
-    ((solved_im2col.my_im2col, col2im_assigns), ["not adjoint"]),
-    ((im2col_ignores_padding, solved_im2col.my_col2im), ["raised ValueError", "(case: x(2, 3, 5, 5)",
-                                                          "hint: im2col returns"]),
-])
-def test_conv2d_pair_rejects(capsys, pair, says):
-    rejects(capsys, convolution_im2col.check_conv2d_pair, *pair, says=says)
-
-
-def test_conv2d_pair_passes_with_the_solutions(capsys):
-    ok, out = verdict(capsys, convolution_im2col.check_conv2d_pair, solved_im2col.my_im2col, solved_im2col.my_col2im)
-    assert ok, out
 
 
 # ------------------------------------------------------------------ lesson 04

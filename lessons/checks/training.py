@@ -1,14 +1,23 @@
-"""Lesson 04 (04_training.ipynb): softmax cross-entropy, and one step of SGD with momentum.
+"""Lesson 04 (04_training.ipynb): softmax cross-entropy, one step of SGD with momentum, and the
+training loop (train_epoch, evaluate).
 
 The learner's loss and gradient are compared with tinyresnet.functional.cross_entropy and
 gradchecked; the learner's step runs side by side with tinyresnet.optim.SGD through a
-learning-rate schedule with drops, and every step is compared.
+learning-rate schedule with drops, and every step is compared. The learner's loop trains a
+tiny net beside an identical one trained by tinyresnet.train.train_step (same seed, same
+batches, same schedule): the weights must agree after every epoch. The learner's evaluate
+is compared with tinyresnet.train.evaluate.
 """
 import numpy as np
 
-from tinyresnet import Tensor, gradcheck
+from tinyresnet import Tensor, gradcheck, no_grad
+from tinyresnet import functional as F
+from tinyresnet.data import Loader, per_pixel_mean
 from tinyresnet.functional import cross_entropy
-from tinyresnet.optim import SGD
+from tinyresnet.nn import BatchNorm2d, Conv2d, Linear, Module, ReLU, Sequential, manual_seed
+from tinyresnet.optim import SGD, paper_schedule
+from tinyresnet.train import evaluate as library_evaluate
+from tinyresnet.train import train_step
 
 from .harness import Mismatch, case, check, describe, returned
 
@@ -160,3 +169,236 @@ def check_softmax_cross_entropy(softmax_cross_entropy):
                 worst = max(worst, gradcheck(op, logits, name=f"softmax_cross_entropy, {what}"))
     return (f"{len(CROSS_ENTROPY_CASES)} cases equal tinyresnet's cross_entropy, scores of ±1000 "
             f"included; gradcheck worst relative error {worst:.1e}")
+
+
+# ------------------------------------------------------------------ the training loop
+
+LOOP_SHAPE_HINT = ("x is a NumPy array (B, 3, H, W) and y (B,): wrap x as Tensor(x) for the model; the logits "
+                   "are (B, 10); F.cross_entropy(logits, y) is one number in a Tensor (.item() reads it); "
+                   "logits.data.argmax(axis=1) is (B,), to compare with y.")
+IMAGE = (3, 6, 6)                        # tiny images: the checks train in a blink
+EPOCHS = ((9, 9, 9), (9, 9, 5))          # batch sizes: odd totals (an error rate is never 50%), a short last batch
+LR, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4
+ORDER = ("logits = model(Tensor(x)); loss = F.cross_entropy(logits, y); opt.zero_grad(); "
+         "loss.backward(); opt.step()")
+
+
+class GlobalAvgPool(Module):
+    def forward(self, x):
+        return F.global_avg_pool(x)
+
+
+def tiny_net(seed):
+    """conv-BN-ReLU, global average pooling, linear: the smallest net with all that a loop must handle."""
+    manual_seed(seed)
+    return Sequential(Conv2d(3, 4, 3, 1, 1), BatchNorm2d(4), ReLU(), GlobalAvgPool(), Linear(4, 10))
+
+
+def random_batches(sizes, rng):
+    """[(x (n, 3, 6, 6) float32, y (n,) int64), ...], one per size: random images, random labels."""
+    return [(rng.standard_normal((n, *IMAGE)).astype(np.float32), rng.integers(0, 10, n)) for n in sizes]
+
+
+class Watch:
+    """A forward hook on a tiny net's batch norm: which modes it ran in, and whether a graph was recorded."""
+
+    def __init__(self, model):
+        self.training, self.graph, self.calls = set(), set(), 0
+        model[1].register_forward_hook(self)
+
+    def __call__(self, module, inputs, out):
+        self.calls += 1
+        self.training.add(module.training)
+        self.graph.add(out.requires_grad)
+
+
+def library_epoch(model, opt, batches, zero_grad=True):
+    """The reference: tinyresnet.train.train_step on every batch, in training mode.
+    Returns (mean loss over images, error rate, [each batch's mean loss]). zero_grad=False is
+    the slip of a loop that never clears .grad (to name it in a hint, never as the reference)."""
+    model.train()
+    losses, wrong = [], 0
+    for x, y in batches:
+        if zero_grad:
+            loss, mistakes = train_step(model, opt, x, y)
+        else:
+            logits = model(Tensor(x))
+            loss_tensor = F.cross_entropy(logits, y)
+            loss_tensor.backward()
+            opt.step()
+            loss, mistakes = loss_tensor.data, (logits.data.argmax(axis=1) != y).sum()
+        losses.append(float(loss))
+        wrong += int(mistakes)
+    sizes = [len(y) for _, y in batches]
+    return float(np.dot(losses, sizes) / sum(sizes)), wrong / sum(sizes), losses
+
+
+def two_numbers(result, fn_name):
+    """result must be (mean loss, error rate), two plain numbers; returns them as floats."""
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise Mismatch(f"{fn_name} must return a tuple (mean loss, error rate), got {describe(result)}")
+    numbers = []
+    for name, value in zip(("mean loss", "error rate"), result):
+        if isinstance(value, Tensor):
+            raise Mismatch(f"{fn_name} returned the {name} as a Tensor; return a number: .item() reads a "
+                           "one-element Tensor, so loss.item() * len(y) adds one batch to a Python float.")
+        if np.ndim(value) != 0:
+            raise Mismatch(f"{fn_name} returned the {name} as {describe(value)}; it is one number for all "
+                           "the images together.")
+        numbers.append(float(value))
+    return numbers
+
+
+def _close(a, b):
+    return np.isclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+def compare_numbers(fn_name, what, loss, error, expected, sizes):
+    """The learner's (loss, error) against expected (loss, error, batch losses); a slip named if found."""
+    expected_loss, expected_error, batch_losses = expected
+    images = sum(sizes)
+    if not _close(error, expected_error):
+        wrong = round(expected_error * images)
+        if _close(error, 1 - expected_error):
+            hint = "this is the accuracy, the fraction of images the net got RIGHT; the error rate is 1 minus it."
+        elif _close(error, 100 * expected_error):
+            hint = "this is a percentage; return the error rate as a fraction (0.25, not 25)."
+        elif _close(error, wrong):
+            hint = f"this is the number of mistakes; divide it by the number of images ({images})."
+        else:
+            hint = ("count the images whose largest score is not their label, "
+                    "(logits.data.argmax(axis=1) != y).sum(), over all batches, then divide by all their images.")
+        raise Mismatch(f"{what}: your error rate is {error:.6g}, expected {expected_error:.6g} "
+                       f"({wrong} of {images} images wrong)\nhint: {hint}")
+    if not _close(loss, expected_loss):
+        if _close(loss, np.mean(batch_losses)):
+            hint = (f"you averaged the batches' mean losses, but the last batch has only {sizes[-1]} images: "
+                    "weight each batch's mean loss by its number of images, loss.item() * len(y), and divide "
+                    "the sum by the number of images.")
+        elif _close(loss, np.sum(batch_losses)) or _close(loss, expected_loss * images):
+            hint = "this is a sum; the mean loss divides it by the number of images."
+        elif _close(loss, batch_losses[-1]):
+            hint = "this is the last batch's loss; average over every image of every batch."
+        else:
+            hint = ("add up loss.item() * len(y) over the batches (each batch's mean loss times its images), "
+                    "then divide by the number of images.")
+        raise Mismatch(f"{what}: your mean loss is {loss:.6g}, expected {expected_loss:.6g} "
+                       f"(each batch's: {', '.join(f'{b:.4f}' for b in batch_losses)})\nhint: {hint}")
+
+
+def _largest_difference(mine, theirs):
+    """(name, index, mine, theirs) where two state_dicts differ most, or None if they agree."""
+    worst = None
+    for key, a in mine.items():
+        b = theirs[key]
+        if not np.allclose(a, b, rtol=1e-4, atol=1e-6):
+            i = np.unravel_index(np.argmax(np.abs(a - b)), a.shape)
+            gap = abs(float(a[i]) - float(b[i]))
+            if worst is None or gap > worst[0]:
+                worst = (gap, key, i, float(a[i]), float(b[i]))
+    return worst and worst[1:]
+
+
+def _training_slip(watch, steps_taken, steps, mine, before, no_zero_grad):
+    """Why the learner's weights differ from the library's: the first slip the evidence shows."""
+    if not watch.calls:
+        return "the model was never called: for each (x, y) in batches, logits = model(Tensor(x))."
+    if False in watch.training:
+        return ("batch norm ran in eval mode (as evaluate leaves the model): call model.train() at the start of "
+                "train_epoch, so that it normalizes with each batch's statistics and updates its running ones.")
+    if False in watch.graph:
+        return "the forward pass ran under no_grad(), so no graph was recorded for backward: train outside it."
+    if steps_taken != steps:
+        return (f"opt.step() ran {steps_taken} times for {steps} minibatches: once per minibatch, "
+                f"in this order: {ORDER}.")
+    weights = [k for k in before if not k.endswith(("running_mean", "running_var"))]
+    if all(np.array_equal(mine[k], before[k]) for k in weights):
+        return ("the weights did not move: opt.step() found no gradients. opt.zero_grad() clears them, so it "
+                f"comes before loss.backward(), never between backward and step: {ORDER}.")
+    if _largest_difference(mine, no_zero_grad) is None:
+        return ("opt.zero_grad() is missing: backward() ADDS into each parameter's .grad, so without clearing it "
+                "every step used the sum of all gradients so far (gradients accumulate). Call opt.zero_grad() "
+                "before loss.backward().")
+    return f"one step is five lines, in this order: {ORDER}."
+
+
+@check("train_epoch", shape_hint=LOOP_SHAPE_HINT)
+def check_train_epoch(train_epoch):
+    rng = np.random.default_rng(4)
+    total = sum(len(sizes) for sizes in EPOCHS)
+    models = {who: tiny_net(seed=1) for who in ("yours", "library", "no zero_grad")}
+    opts = {who: SGD(m.parameters(), paper_schedule(LR, total), MOMENTUM, WEIGHT_DECAY) for who, m in models.items()}
+    watch = Watch(models["yours"])
+    steps = 0
+    for epoch, sizes in enumerate(EPOCHS, 1):
+        batches = random_batches(sizes, rng)
+        lrs = ", ".join(f"{paper_schedule(LR, total)(steps + i):g}" for i in range(len(sizes)))
+        what = (f"epoch {epoch} of a tiny conv-BN-ReLU net, batches of {', '.join(map(str, sizes))} images"
+                f"{' (given as a one-pass iterator)' if epoch == 2 else ''}, learning rates {lrs}")
+        expected = library_epoch(models["library"], opts["library"], batches)
+        library_epoch(models["no zero_grad"], opts["no zero_grad"], batches, zero_grad=False)
+        before = models["yours"].state_dict()
+        models["yours"].eval()      # as evaluate leaves it
+        steps_before = opts["yours"].steps
+        with case(what):
+            result = train_epoch(models["yours"], opts["yours"], iter(batches) if epoch == 2 else batches)
+            loss, error = two_numbers(result, "train_epoch")
+        steps += len(sizes)
+        mine, theirs = models["yours"].state_dict(), models["library"].state_dict()
+        differ = _largest_difference(mine, theirs)
+        if differ:
+            name, i, a, b = differ
+            hint = _training_slip(watch, opts["yours"].steps - steps_before, len(sizes), mine, before,
+                                  models["no zero_grad"].state_dict())
+            raise Mismatch(f"after {what}: {name}[{', '.join(map(str, i))}] is {a:.6g}, the same net trained "
+                           f"by tinyresnet.train.train_step has {b:.6g}\nhint: {hint}")
+        compare_numbers("train_epoch", what, loss, error, expected, sizes)
+    return (f"{len(EPOCHS)} epochs, {steps} steps through a schedule with drops: the same weights, running "
+            "statistics, mean loss and error rate as tinyresnet.train.train_step")
+
+
+@check("evaluate", shape_hint=LOOP_SHAPE_HINT)
+def check_evaluate(evaluate):
+    rng = np.random.default_rng(5)
+    model = tiny_net(seed=2)
+    opt = SGD(model.parameters(), LR, MOMENTUM, WEIGHT_DECAY)
+    for x, y in random_batches((9, 9, 9), rng):     # trained a little, on images unlike the test images:
+        train_step(model, opt, 2 + 3 * x, y)        # running statistics far from any test batch's own
+    model.zero_grad()
+    x_test, y_test = rng.integers(0, 256, (19, *IMAGE), dtype=np.uint8), rng.integers(0, 10, 19)
+    batches = Loader(x_test, y_test, 8, per_pixel_mean(x_test))
+    sizes = [len(y) for _, y in batches]
+    reference = tiny_net(seed=2)
+    reference.load_state_dict(model.state_dict())
+    expected_loss, expected_error = library_evaluate(reference, batches, "cpu")
+    reference.eval()
+    with no_grad():
+        batch_losses = [cross_entropy(reference(Tensor(x)), y).item() for x, y in batches]
+    saved, watch = model.state_dict(), Watch(model)
+    model.train()
+    what = (f"a tiny trained conv-BN-ReLU net, handed over in training mode; {len(y_test)} test images in "
+            f"batches of {', '.join(map(str, sizes))}")
+    with case(what):
+        result = evaluate(model, batches)
+        loss, error = two_numbers(result, "evaluate")
+    changed = [k for k, v in model.state_dict().items() if not np.array_equal(v, saved[k])]
+    if not watch.calls:
+        raise Mismatch(f"{what}: the model was never called.\nhint: for each (x, y) in batches, "
+                       "logits = model(Tensor(x)).")
+    if True in watch.training:
+        moved = " and moved its running statistics towards the test images" if any(
+            k.endswith(("running_mean", "running_var")) for k in changed) else ""
+        raise Mismatch(f"{what}: batch norm ran in training mode{moved}. It normalized each batch with the "
+                       "batch's own mean and variance, so an image's scores depend on which images share its "
+                       "batch, and every evaluation changes the model.\nhint: call model.eval() at the start "
+                       "of evaluate: batch norm then uses its running statistics and leaves them alone.")
+    if changed or any(p.grad is not None for p in model.parameters()):
+        raise Mismatch(f"{what}: evaluate changed the model ({', '.join(changed) or 'gradients in .grad'}).\n"
+                       "hint: evaluate only measures: no loss.backward(), no optimizer step.")
+    if True in watch.graph:
+        raise Mismatch(f"{what}: evaluate recorded a graph: every operation kept its inputs for a backward pass "
+                       "that never comes, which costs memory and time.\nhint: run the loop inside "
+                       "`with no_grad():` (from tinyresnet import no_grad).")
+    compare_numbers("evaluate", what, loss, error, (expected_loss, expected_error, batch_losses), sizes)
+    return (f"{len(y_test)} images in batches of {', '.join(map(str, sizes))}: eval mode, no graph, the model "
+            f"untouched; loss {loss:.4f} and error rate {error:.4f} as tinyresnet.train.evaluate")

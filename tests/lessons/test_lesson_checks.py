@@ -9,7 +9,7 @@ would leave a learner with a wrong function and a wrong idea.
 import numpy as np
 import pytest
 
-from checks import autograd, batch_norm, layer_responses, plain_and_residual, setup, training
+from checks import autograd, batch_norm, layer_responses, plain_and_residual, setup
 from checks.harness import FAILED, NOT_WRITTEN, PASSED
 from checks import imagenet_bottleneck, vanishing_gradients
 from solutions import autograd as solved_autograd
@@ -130,75 +130,6 @@ def test_matmul_value_slip_is_named(capsys):
     out = rejects(capsys, autograd.check_matmul_backward, square_only,
                   says=["case: matmul (3, 3) @ (3, 3)", "misses a transpose"])
     assert "the formula is off" not in out, "the generic gradcheck hint should give way to the op's own"
-
-
-# ------------------------------------------------------------------ lesson 04
-
-def sgd_no_weight_decay(w, grad, velocity, lr, momentum, weight_decay):
-    v = momentum * velocity + grad
-    return w - lr * v, v
-
-
-def sgd_lr_in_velocity(w, grad, velocity, lr, momentum, weight_decay):
-    v = momentum * velocity - lr * (grad + weight_decay * w)
-    return w + v, v
-
-
-def sgd_scalar_velocity(w, grad, velocity, lr, momentum, weight_decay):
-    g = grad + weight_decay * w
-    v = momentum * velocity + g
-    return w - lr * v, float(v.sum())
-
-
-@pytest.mark.parametrize("fn, says", [
-    (sgd_no_weight_decay, ["ignores weight decay"]),
-    (sgd_lr_in_velocity, ["includes the learning rate"]),
-    (sgd_scalar_velocity, ["new_velocity = float", "array of shape (3,)"]),
-])
-def test_sgd_momentum_step_rejects(capsys, fn, says):
-    rejects(capsys, training.check_sgd_momentum_step, fn, says=says)
-
-
-def cross_entropy_naive(logits, labels):
-    """No max subtracted: exp(1000) overflows."""
-    n = len(labels)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        loss = -np.log(p[np.arange(n), labels]).mean()
-    p[np.arange(n), labels] -= 1
-    return loss, p / n
-
-
-def cross_entropy_gradient_of_the_sum(logits, labels):
-    from solutions.loss import softmax_cross_entropy
-    loss, dlogits = softmax_cross_entropy(logits, labels)
-    return loss, dlogits * len(labels)
-
-
-def cross_entropy_per_image(logits, labels):
-    """Shape slip: one loss per image instead of the batch mean."""
-    from solutions.loss import softmax_cross_entropy
-    _, dlogits = softmax_cross_entropy(logits, labels)
-    z = logits - logits.max(axis=1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return -log_p[np.arange(len(labels)), labels], dlogits
-
-
-def cross_entropy_onehot_forgotten(logits, labels):
-    from solutions.loss import softmax_cross_entropy
-    loss, dlogits = softmax_cross_entropy(logits, labels)
-    dlogits[np.arange(len(labels)), labels] += 1 / len(labels)
-    return loss, dlogits
-
-
-@pytest.mark.parametrize("fn, says", [
-    (cross_entropy_naive, ["exp() overflowed", "scores around ±1000"]),
-    (cross_entropy_gradient_of_the_sum, ["gradient of the SUM", "divide by N"]),
-    (cross_entropy_onehot_forgotten, ["one-hot label is not subtracted"]),
-    (cross_entropy_per_image, ["the loss has shape (4,)", "one number"]),
-])
-def test_softmax_cross_entropy_rejects(capsys, fn, says):
-    rejects(capsys, training.check_softmax_cross_entropy, fn, says=says)
 
 
 # ------------------------------------------------------------------ lesson 05

@@ -85,7 +85,7 @@ def train_one_epoch(state, stop):
     Returns False when Ctrl-C asked to stop first (after a whole step), else True."""
     done = state.iteration % state.batches_per_epoch  # batches of this epoch trained before a stop
     end = min(state.batches_per_epoch, done + state.total - state.iteration)
-    batches = resume.replay_epoch(state)
+    batches = epoch_batches(state, done)
     epochs = math.ceil(state.total / state.batches_per_epoch)
     with tqdm(total=end, initial=done, desc=f"epoch {state.epoch}/{epochs}", unit="batch",
               leave=False, disable=state.recipe.quiet, dynamic_ncols=True) as bar:
@@ -107,11 +107,24 @@ def train_one_epoch(state, stop):
     return True
 
 
+def epoch_batches(state, done):
+    """The current epoch's batches, after the first `done` of them.
+
+    The random generator stands where the epoch began: the previous epoch ended there, or
+    resume put it back there. The epoch's shuffle and the augmentation of its first `done`
+    batches are drawn again and skipped, so the rest come out as in a run that never stopped."""
+    batches = iter(state.train_loader)  # draws the epoch's shuffle
+    for _ in range(done):
+        next(batches)
+    return batches
+
+
 def read_window(state, bar):
     """Every READ_EVERY iterations: check the loss, feed the schedule (warm-up); returns the
     bar's reading (loss, error, lr, speed over the window)."""
     loss, error = state.window_sums.read()  # the loop's only wait for the device
     stops.check_finite(state, loss, "training loss")
+    state.checked = state.iteration
     # the paper warms up "until the training error is below 80%": here, the error over the
     # last READ_EVERY minibatches (2560 images at batch 128)
     if state.opt.schedule.observe(error) and not bar.disable:
@@ -142,6 +155,7 @@ def end_of_epoch(state):
     """Measure the test set (every --eval-every epochs and at the end), log a row, save a checkpoint."""
     train_loss, train_error = state.epoch_sums.read()
     stops.check_finite(state, train_loss, "training loss")
+    state.checked = state.iteration
     test_loss = test_error = math.nan  # log.csv says nan for an epoch that was not measured
     if test_due(state):
         with state.evaluating():
@@ -150,12 +164,12 @@ def end_of_epoch(state):
     row = {"iteration": state.iteration, "epoch": state.iteration / state.batches_per_epoch,
            "lr": state.opt.lr, "train_loss": train_loss, "train_error": 100 * train_error,
            "test_loss": test_loss, "test_error": 100 * test_error, "wall_time": state.wall_time()}
-    folder.append_row(state.out / folder.LOG, row)
     state.rows.append(row)
     if state.iteration % state.batches_per_epoch == 0:  # a whole epoch: the next one starts here
         state.epoch_sums = Sums()
         state.epoch_rng = state.rng.bit_generator.state
-    resume.save(state)
+    resume.save(state)  # first: it refuses weights that are no longer finite, and their row with them
+    folder.append_row(state.out / folder.LOG, row)
     if not state.recipe.quiet:
         tqdm.write(report.epoch_line(state, row))
 
@@ -166,9 +180,10 @@ def test_due(state):
     return state.iteration >= state.total or epochs_done % state.recipe.eval_every == 0
 
 
-def train_epochs(state):
-    """The epoch loop: train, evaluate, log and save every epoch, to the end of the run or a stop."""
-    with stops.stop_cleanly(state) as stop:
+def train_epochs(state, stop):
+    """The epoch loop: train, evaluate, log and save every epoch, to the end of the run or a stop
+    (stop: the StopRequest that Ctrl-C, SIGTERM and SIGHUP set)."""
+    with stops.stop_cleanly(state, stop):
         while state.iteration < state.total:
             reached_the_end = train_one_epoch(state, stop)
             if reached_the_end:
@@ -185,13 +200,13 @@ def session(recipe, typed, argv):
     argv: the command-line words config.json records. Returns the summary dict."""
     keep_freed_memory()  # reuse freed host memory from step to step (memory.py)
     recipe = recipe.resolved()
-    with folder.claimed(recipe.out):        # one run at a time in --out
+    with stops.signals_caught() as stop, folder.claimed(recipe.out):  # one run at a time in --out
         recipe, ckpt = resume.open_run(recipe, typed)
         state = build(recipe)
         resume.begin(state, ckpt, argv)
         if not recipe.quiet:
             print(report.introduction(state))
-        train_epochs(state)
+        train_epochs(state, stop)
         return report.summarize(state)
 
 

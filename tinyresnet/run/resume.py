@@ -1,17 +1,16 @@
-"""Exact resume: what a checkpoint keeps of a run, how a fresh run takes it back, and the replay.
+"""Exact resume: what a checkpoint keeps of a run, and how a fresh run takes it back.
 
 A resumed run continues bit for bit as if it had never stopped. Every random number is drawn
 on the host (initialization, shuffling, augmentation), so on the GPU too there is no device
 random state to keep. The checkpoint holds the
 weights and batch-norm statistics, SGD's momentum buffers and step count, the schedule's
 state (warm-up over or not), the random generator's state at the start of the epoch, the
-running sums and the log rows. An epoch resumed in the middle replays its shuffle and its
-augmentation draws up to the step reached, so it sees exactly the batches it would have.
+running sums and the log rows. Resume only says where to start: it puts the generator back
+at the start of the epoch, and the loop (train.epoch_batches) draws that epoch's shuffle and
+augmentation again up to the step reached, so it sees exactly the batches it would have.
 """
 import dataclasses
 from pathlib import Path
-
-import numpy as np
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unreadable
 from .folder import (CHECKPOINT, CONFIG, LOG, LOG_COLUMNS, RunFolderError, load_config, make_config, now,
@@ -19,7 +18,7 @@ from .folder import (CHECKPOINT, CONFIG, LOG, LOG_COLUMNS, RunFolderError, load_
 from .recipe import EXPERIMENT, FIXED, LENGTH, WHERE, UsageError, command_line, spelled
 from .report import warn
 from .state import Sums
-from .stops import check_finite
+from .stops import check_finite, check_weights
 
 
 def open_run(recipe, typed):
@@ -139,8 +138,7 @@ def save(state):
     if state.epoch_sums.steps:
         check_finite(state, state.epoch_sums.read()[0], "training loss")
     model = state.model.state_dict()  # host copies: checked here, without a wait per parameter
-    if not all(np.isfinite(values).all() for values in model.values()):
-        check_finite(state, float("nan"), "model's weights")
+    check_weights(state, model)
     save_checkpoint(state.out / CHECKPOINT, {
         "args": state.recipe.as_dict(),
         "total": state.total,
@@ -176,12 +174,3 @@ def restore(state, ckpt):
         raise CheckpointError(f"{state.out / CHECKPOINT} does not fit this run "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
-
-def replay_epoch(state):
-    """The current epoch's batches, from the step reached on: the epoch's shuffle and the
-    augmentation draws of the steps already taken are drawn again from epoch_rng."""
-    state.rng.bit_generator.state = state.epoch_rng
-    batches = iter(state.train_loader)  # draws this epoch's shuffle from rng
-    for _ in range(state.iteration % state.batches_per_epoch):
-        next(batches)
-    return batches

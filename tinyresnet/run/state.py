@@ -34,7 +34,7 @@ class State:
         self.started = time.perf_counter()
         self.window_started = self.started
         self.eval_seconds = 0.0          # this session's time spent evaluating
-        self.checked = 0                 # last iteration where the loss was seen finite
+        self.checked = None              # last iteration where the loss was read finite
         self.first_iteration = 0         # where this session began
 
     @property

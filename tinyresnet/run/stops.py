@@ -13,6 +13,9 @@ import contextlib
 import math
 import shlex
 import signal
+import warnings
+
+import numpy as np
 
 from .folder import CHECKPOINT
 from .recipe import PROG
@@ -59,25 +62,46 @@ class StopRequest:
 
 
 @contextlib.contextmanager
-def stop_cleanly(state):
-    """Within: Ctrl-C, SIGTERM or SIGHUP asks to stop (yields the StopRequest); a KeyboardInterrupt
-    in the middle of a step becomes Interrupted, and a failed write WriteFailed, both saying which
-    checkpoint is kept."""
+def signals_caught():
+    """Within (a whole session, from before its folder is claimed): Ctrl-C, SIGTERM and SIGHUP ask
+    to stop (yields the StopRequest), so that no signal kills a run half-made and leaves its
+    .lock behind; a second one raises KeyboardInterrupt. NumPy's warnings about overflow and
+    invalid values are silenced too: the run checks its loss itself and says so in one line."""
     stop = StopRequest()
     try:
         previous = {s: signal.signal(s, stop) for s in SIGNALS}
     except ValueError:  # not the main thread: signals cannot reach this code anyway
         previous = {}
     try:
-        yield stop
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", FLOAT_WARNINGS, RuntimeWarning)
+            yield stop
+    except KeyboardInterrupt:  # a second signal before the training began
+        if not stop.requested:
+            raise
+        raise Interrupted("stopped while starting, before the first step; nothing saved", stop.signum) from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
+FLOAT_WARNINGS = "(overflow|invalid value|divide by zero) encountered"
+
+
+@contextlib.contextmanager
+def stop_cleanly(state, stop):
+    """Around the training: a KeyboardInterrupt in the middle of a step becomes Interrupted, and a
+    failed write WriteFailed, both saying which checkpoint is kept. A stop asked for while the
+    run was starting stops it before its first step."""
+    try:
+        if stop.requested:
+            raise Interrupted(f"stopped before the first step; {resume_hint(state)}", stop.signum)
+        yield
     except KeyboardInterrupt:
         raise Interrupted("stopped in the middle of a step, nothing saved; " + resume_hint(state),
                           stop.signum) from None
     except OSError as e:  # a full disk, say
         raise WriteFailed(f"{e}; {resume_hint(state)}") from None
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
 def interrupted(state, stop, at_epoch_end):
@@ -102,8 +126,22 @@ def kept(state):
 
 def check_finite(state, value, what):
     """Stop the run (Diverged) when a loss is NaN or inf; the checkpoint on disk stays as it is."""
-    if math.isfinite(value):
-        state.checked = state.iteration
-        return
-    raise Diverged(f"the {what} is {value} at iteration {state.iteration} (it was finite at iteration "
-                   f"{state.checked}); stopped, {kept(state)}; try a smaller --lr or --warmup")
+    if not math.isfinite(value):
+        raise diverged(state, f"the {what} is {value}")
+
+
+def check_weights(state, weights):
+    """Stop the run (Diverged) when a weight or batch-norm statistic (weights: name -> host array)
+    is NaN or inf; a step can break them while the loss it computed was still finite."""
+    broken = next((name for name, values in weights.items() if not np.isfinite(values).all()), None)
+    if broken is not None:
+        raise diverged(state, f"the model's weights are no longer finite ({broken} holds nan or inf)")
+
+
+def diverged(state, what_happened):
+    """The Diverged error: what happened and when, since when the loss was known finite, which
+    checkpoint is kept."""
+    since = (f" (the training loss was last read finite at iteration {state.checked})"
+             if state.checked is not None and state.checked < state.iteration else "")
+    return Diverged(f"{what_happened} at iteration {state.iteration}{since}; stopped, {kept(state)}; "
+                    "try a smaller --lr or --warmup")

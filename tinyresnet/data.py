@@ -11,10 +11,14 @@ subtract the per-pixel mean, pad 4 pixels on each side, take a random
 The official files are Python pickles, and unpickling can run any code a
 file asks for. So they are read with a restricted unpickler that builds only
 what the official files contain (dicts, lists, numbers, strings and bytes,
-and NumPy arrays) and refuses everything else before it runs. Then each
-batch's contents are checked, never coerced: uint8 pixels of shape
+and NumPy arrays; and bytes as Python 3 writes them at protocol 2, with
+_codecs.encode(text, 'latin1')) and refuses everything else before it runs.
+Then each batch's contents are checked, never coerced: uint8 pixels of shape
 (images, 3072), integer labels in 0..9, the official keys, and as many images
-as batches.meta says each batch holds (10000 in the official files).
+as batches.meta says each batch holds (10000 in the official files). Types and
+lengths are checked before anything walks a value, and a message shows a
+value only when it is short (see _short): a list nested in itself is a few
+hundred bytes in a pickle and gigabytes to convert or to print.
 
 Downloads are checked against the archive's published MD5, and the unpacked
 files against their published MD5s. A folder that is already there is not
@@ -22,9 +26,11 @@ hash-checked: legitimate copies differ byte for byte (the offline copy in
 ../shared is a JPEG re-encode), and the restricted unpickler is what makes
 any folder safe to read.
 """
+import codecs
 import hashlib
 import os
 import pickle
+import shutil
 import tarfile
 import urllib.error
 import urllib.request
@@ -36,6 +42,7 @@ from tqdm import tqdm
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"
 FOLDER = "cifar-10-batches-py"
+ARCHIVE = "cifar-10-python.tar.gz"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
@@ -53,6 +60,7 @@ META_KEYS = {b"label_names", b"num_cases_per_batch", b"num_vis"}
 SAFE_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                 ("numpy", "ndarray"), ("numpy", "dtype")}
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGES = 60000  # CIFAR-10's 50000 training and 10000 test images: no batch can hold more
 PAD = 4
 HINT = f"pass --data-dir DIR or set TINYRESNET_DATA=DIR, where DIR contains {FOLDER}/"
 
@@ -98,9 +106,25 @@ def _download(url, dest):
 
 
 def _fetch(root):
-    """Download, check and unpack cifar-10-python.tar.gz into root, then check each unpacked file."""
-    root.mkdir(parents=True, exist_ok=True)
-    archive = root / "cifar-10-python.tar.gz"
+    """Download, check and unpack cifar-10-python.tar.gz into root, then check each unpacked file.
+
+    An attempt that fails, Ctrl-C included, removes what it created and nothing else: the folders
+    it made, its download (finished or .part) and what it unpacked. An archive that was there
+    before is kept, unless its MD5 is wrong.
+    """
+    archive = root / ARCHIVE
+    made = [path for path in (root / FOLDER, archive, archive.with_name(archive.name + ".part"))
+            if not os.path.lexists(path)]
+    made_dirs = [d for d in (root, *root.parents) if not os.path.lexists(d)]  # innermost first
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _download_and_unpack(root, archive)
+    except BaseException:
+        _remove(made, made_dirs)
+        raise
+
+
+def _download_and_unpack(root, archive):
     if not archive.exists():
         print(f"Downloading CIFAR-10 into {root}")
         _download(CIFAR_URL, archive)
@@ -111,12 +135,35 @@ def _fetch(root):
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(root, filter="data")  # refuses absolute paths, "..", odd links
     except (tarfile.TarError, OSError) as e:
-        raise DataError(f"{archive}: cannot unpack ({e}); delete it and run again") from None
+        raise DataError(f"{archive}: cannot unpack ({e}); delete it if it is still there, and run again") from None
     for name, md5 in FILE_MD5.items():
         path = root / FOLDER / name
         if path.is_file() and _md5(path) != md5:
-            raise DataError(f"{path}: MD5 checksum mismatch with the published one; delete {root / FOLDER} "
-                            "and the archive, and run again")
+            raise DataError(f"{path}: MD5 checksum mismatch with the published one; "
+                            f"what was unpacked is deleted; run again, or {HINT}")
+
+
+def _remove(made, made_dirs):
+    """Remove the files and folders in made, then the folders in made_dirs that are left empty."""
+    for path in made:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    for d in made_dirs:
+        try:
+            d.rmdir()  # only an empty folder: whatever someone else put there meanwhile stays
+        except OSError:
+            break
+
+
+def _latin1_encode(*args):
+    """What protocol 2, written by Python 3, calls to rebuild bytes: _codecs.encode(text, 'latin1').
+    Harmless with exactly these arguments; any other codec or argument is refused."""
+    if len(args) != 2 or type(args[0]) is not str or args[1] != "latin1":
+        raise pickle.UnpicklingError("it asks for _codecs.encode with other arguments than (text, 'latin1'), "
+                                     "which no CIFAR-10 file does; refused")
+    return codecs.encode(args[0], "latin1")
 
 
 class _CifarUnpickler(pickle.Unpickler):
@@ -125,14 +172,33 @@ class _CifarUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in SAFE_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"it asks for {module}.{name}, which no CIFAR-10 file contains "
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
+        raise pickle.UnpicklingError(f"it asks for {module[:80]}.{name[:80]}, which no CIFAR-10 file contains "
                                      "(a pickle can run code); refused")
+
+
+def _check_is_file(path):
+    """DataError saying what path is when it is not a file: missing, a folder, a broken link..."""
+    if path.is_file():
+        return
+    if path.is_symlink():  # one that cannot be followed: is_file() would have followed it
+        try:
+            path.stat()
+        except OSError as e:
+            raise DataError(f"{path}: is a symbolic link to {os.readlink(path)} that cannot be followed "
+                            f"({e.strerror}); point it at the CIFAR-10 file, or {HINT}") from None
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder where the CIFAR-10 file should be; put the file there, or {HINT}")
+    if path.exists():
+        raise DataError(f"{path}: is not a regular file (a pipe, socket or device) where the CIFAR-10 file "
+                        f"should be; put the file there, or {HINT}")
+    raise DataError(f"{path}: CIFAR-10 file is missing; delete {path.parent} to re-download, or {HINT}")
 
 
 def _unpickle(path):
     """The dict in one CIFAR-10 pickle, read with the restricted unpickler; DataError naming the file."""
-    if not path.is_file():
-        raise DataError(f"{path}: CIFAR-10 file is missing; delete {path.parent} to re-download, or {HINT}")
+    _check_is_file(path)
     try:
         with open(path, "rb") as f:
             content = _CifarUnpickler(f, encoding="bytes").load()  # bytes: the files were written by Python 2
@@ -146,11 +212,29 @@ def _unpickle(path):
     return content
 
 
+def _short(value, typed=False):
+    """How a message shows a value read from a file: its repr when that is short (with its type when
+    typed), else its type and size, e.g. 'a list of length 2'. A file can hold a value of any size:
+    a list nested in itself 27 times is a few hundred bytes on disk and 335 MB as text."""
+    if (type(value) in (bool, float) or (type(value) is int and abs(value) < 10**18)
+            or (type(value) in (bytes, str) and len(value) <= 40)):
+        return f"{value!r} ({type(value).__name__})" if typed else repr(value)
+    if type(value) is int:
+        return f"an int of {value.bit_length()} bits"  # its digits could be thousands
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype.name}"
+    if isinstance(value, (bytes, str, list, tuple, dict)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    return f"a {type(value).__name__}"
+
+
 def _check_keys(path, content, keys):
     if set(content) != keys:
-        missing, extra = sorted(keys - set(content)), sorted(set(content) - keys, key=repr)
+        missing = sorted(keys - set(content))
+        extra = [_short(k) for k in content if k not in keys][:5]
         raise DataError(f"{path}: not a CIFAR-10 file: keys {sorted(keys)} expected"
-                        + (f"; missing {missing}" if missing else "") + (f"; unexpected {extra[:5]}" if extra else ""))
+                        + (f"; missing {missing}" if missing else "")
+                        + (f"; unexpected [{', '.join(extra)}]" if extra else ""))
 
 
 def _read_meta(folder):
@@ -158,37 +242,53 @@ def _read_meta(folder):
     path = folder / META_FILE
     meta = _unpickle(path)
     _check_keys(path, meta, META_KEYS)
-    count, names = meta[b"num_cases_per_batch"], meta[b"label_names"]
-    if type(count) is not int or count < 1:
-        raise DataError(f"{path}: num_cases_per_batch must be a positive integer, got {count!r}")
-    if meta[b"num_vis"] != 3 * 32 * 32:
-        raise DataError(f"{path}: num_vis must be 3072 (32x32 RGB), got {meta[b'num_vis']!r}")
-    if list(names) != [c.encode() for c in CLASSES]:
-        raise DataError(f"{path}: label_names are not CIFAR-10's ten classes: {list(names)[:10]!r}")
+    count, vis, names = meta[b"num_cases_per_batch"], meta[b"num_vis"], meta[b"label_names"]
+    if type(count) is not int or not 1 <= count <= IMAGES:
+        raise DataError(f"{path}: num_cases_per_batch must be an integer from 1 to {IMAGES} "
+                        f"(CIFAR-10 has {IMAGES} images), got {_short(count, typed=True)}")
+    if type(vis) is not int or vis != 3 * 32 * 32:
+        raise DataError(f"{path}: num_vis must be 3072 (32x32 RGB), got {_short(vis, typed=True)}")
+    expected = [c.encode() for c in CLASSES]
+    if type(names) is not list or len(names) != len(expected):
+        raise DataError(f"{path}: label_names must be CIFAR-10's ten classes, got {_short(names, typed=True)}")
+    for i, (name, right) in enumerate(zip(names, expected)):
+        if type(name) is not bytes or name != right:
+            raise DataError(f"{path}: label_names must be CIFAR-10's ten classes in order, got {_short(name)} "
+                            f"as class {i}, not {right!r}")
     return count
+
+
+def _read_labels(path, labels, count):
+    """The labels of one batch -> (count,) int64, checked before anything converts or walks them."""
+    if isinstance(labels, np.ndarray):
+        if labels.dtype.kind not in "iu" or labels.shape != (count,):
+            raise DataError(f"{path}: labels must be {count} integers, got {_short(labels)}")
+    elif type(labels) is list:
+        if len(labels) != count:
+            raise DataError(f"{path}: labels must be {count} integers, got {_short(labels)}")
+        for v in labels:
+            if type(v) is not int:  # bool is a subclass of int, and a label it is not
+                raise DataError(f"{path}: labels must be integers, got {_short(v, typed=True)}")
+    else:
+        raise DataError(f"{path}: labels must be {count} integers, got {_short(labels, typed=True)}")
+    low, high = min(labels), max(labels)  # Python ints or NumPy integers, never converted yet
+    if low < 0 or high > 9:
+        raise DataError(f"{path}: labels must lie in 0..9, got values from {_short(int(low))} to {_short(int(high))}")
+    return np.array(labels, dtype=np.int64)
 
 
 def _read_batch(path, count):
     """One official batch -> x: (count, 3, 32, 32) uint8, y: (count,) int64; checked, never coerced."""
     batch = _unpickle(path)
     _check_keys(path, batch, BATCH_KEYS)
-    x, labels = batch[b"data"], batch[b"labels"]
+    x = batch[b"data"]
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
-        kind = f"dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
+        kind = f"dtype {x.dtype.name}" if isinstance(x, np.ndarray) else type(x).__name__
         raise DataError(f"{path}: pixels must be a uint8 array, got {kind}")
     if x.shape != (count, 3 * 32 * 32):
         raise DataError(f"{path}: pixels must have shape ({count}, 3072) ({count} images as batches.meta "
                         f"says, 32x32x3 values each), got {x.shape}")
-    y = np.asarray(labels)
-    if isinstance(labels, list) and not all(type(v) is int for v in labels):
-        bad = next(v for v in labels if type(v) is not int)
-        raise DataError(f"{path}: labels must be integers, got {bad!r} ({type(bad).__name__})")
-    if not isinstance(labels, (list, np.ndarray)) or y.dtype.kind not in "iu" or y.shape != (count,):
-        raise DataError(f"{path}: labels must be {count} integers, got {type(labels).__name__} "
-                        f"of shape {y.shape} and dtype {y.dtype}")
-    if y.min() < 0 or y.max() > 9:
-        raise DataError(f"{path}: labels must lie in 0..9, got values from {y.min()} to {y.max()}")
-    return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
+    return x.reshape(-1, 3, 32, 32), _read_labels(path, batch[b"labels"], count)
 
 
 def load_cifar10(data_dir=None, download=True):

@@ -1,4 +1,5 @@
 """Tests for tinyresnet.data on a tiny fake CIFAR-10; none touches the network."""
+import codecs
 import hashlib
 import io
 import os
@@ -108,6 +109,29 @@ def test_wrong_keys_or_size_is_named(fake):
         load_cifar10(fake, download=False)
 
 
+NOT_A_FILE = {  # data_batch_2 replaced by something that is not a file: (how, what the message must say)
+    "a folder": (lambda p: p.mkdir(), r"is a folder where the CIFAR-10 file should be"),
+    "a symbolic link loop": (lambda p: p.symlink_to(p.name),
+                             r"is a symbolic link to data_batch_2 that cannot be followed \(.+\)"),
+    "a dangling symbolic link": (lambda p: p.symlink_to("nowhere"),
+                                 r"is a symbolic link to nowhere that cannot be followed \(.+\)"),
+    "a named pipe": (lambda p: os.mkfifo(p), r"is not a regular file \(a pipe, socket or device\)"),
+}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes and symbolic links: POSIX only")
+@pytest.mark.parametrize("kind", NOT_A_FILE, ids=lambda k: k.replace(" ", "-"))
+def test_a_path_that_is_not_a_file_is_named_for_what_it_is(fake, kind):
+    """Not "missing", and no advice to delete the whole data folder (issue 31 item 5)."""
+    make, message = NOT_A_FILE[kind]
+    path = fake / "cifar-10-batches-py" / "data_batch_2"
+    path.unlink()
+    make(path)
+    with pytest.raises(DataError, match=rf"data_batch_2: {message}") as err:
+        load_cifar10(fake, download=False)
+    assert "missing" not in str(err.value) and "delete" not in str(err.value)
+
+
 def test_missing_folder_without_download(tmp_path):
     with pytest.raises(DataError, match="TINYRESNET_DATA"):
         load_cifar10(tmp_path, download=False)
@@ -120,7 +144,29 @@ def test_offline_gives_hint(tmp_path, no_network):
     assert data.CIFAR_URL in message and "could not reach" in message
     assert "--data-dir" in message and "TINYRESNET_DATA" in message
     assert "\n" not in message
-    assert not list((tmp_path / "empty").iterdir())  # no half-written download left
+    assert not (tmp_path / "empty").exists()  # the failed attempt leaves no folder (issue 31 item 5)
+
+
+def test_a_failed_download_removes_what_it_created_and_nothing_else(tmp_path, no_network):
+    (tmp_path / "mine.txt").write_text("the user's")
+    with pytest.raises(DataError, match="could not reach"):
+        load_cifar10(tmp_path / "a" / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]  # neither a/ nor a/b/
+    with pytest.raises(DataError, match="could not reach"):
+        load_cifar10(tmp_path)  # a folder that was there stays, with what it held
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+
+
+def test_an_interrupted_download_removes_what_it_created(tmp_path, monkeypatch):
+    class Response(io.BytesIO):
+        headers = {"Content-Length": "1000"}
+
+        def read(self, size=-1):
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the download
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Response(b"x" * 1000))
+    with pytest.raises(KeyboardInterrupt):
+        load_cifar10(tmp_path / "client")
+    assert not (tmp_path / "client").exists()  # no .part file, no folder
 
 
 def test_md5_mismatch_deletes_download(tmp_path, monkeypatch):
@@ -156,6 +202,18 @@ def test_unpacked_file_with_the_wrong_md5_is_named(tmp_path, monkeypatch):
     monkeypatch.setitem(data.FILE_MD5, "data_batch_4", "0" * 32)
     with pytest.raises(DataError, match=r"data_batch_4: MD5 checksum mismatch"):
         load_cifar10(tmp_path / "client")
+    assert not (tmp_path / "client").exists()  # the download and what it unpacked are gone
+
+
+def test_a_failed_unpack_keeps_an_archive_the_user_put_there(tmp_path, monkeypatch):
+    """Only what the failed attempt created is removed: not an archive that was there before."""
+    client = tmp_path / "client"
+    client.mkdir()
+    (client / "cifar-10-python.tar.gz").write_bytes(b"not a tar.gz")
+    monkeypatch.setattr(data, "CIFAR_MD5", hashlib.md5(b"not a tar.gz").hexdigest())
+    with pytest.raises(DataError, match="cannot unpack"):
+        load_cifar10(client)
+    assert [p.name for p in client.iterdir()] == ["cifar-10-python.tar.gz"]
 
 
 def test_unsafe_archive_is_refused(tmp_path, monkeypatch):
@@ -169,6 +227,7 @@ def test_unsafe_archive_is_refused(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="cannot unpack"):
         load_cifar10(tmp_path / "client")
     assert not (tmp_path / "escaped.txt").exists()
+    assert not (tmp_path / "client").exists()  # the attempt's download and folder are gone
 
 
 # ------------------------------------------- poisoned and malformed files
@@ -210,12 +269,37 @@ def test_poisoned_pickle_runs_no_code(fake, tmp_path, name, spot, python2_style)
     assert not marker.exists(), f"loading {name} ran the code hidden in {spot}"
 
 
-@pytest.mark.parametrize("python2_style", [True, False], ids=["python2", "protocol4"])
-def test_both_official_pickle_formats_load(tmp_path, python2_style):
-    """Python 2's protocol-2 files (the official download) and protocol 4 (the offline re-encode in ../shared)."""
-    root = write_fake_cifar(tmp_path, per_file=10, python2_style=python2_style)
+@pytest.mark.parametrize("python2_style, protocol", [(True, 2), (False, 4), (False, 2)],
+                         ids=["python2", "protocol4", "python3-protocol2"])
+def test_every_pickle_format_of_a_valid_batch_loads(tmp_path, python2_style, protocol):
+    """Python 2's protocol-2 files (the official download), protocol 4 (the offline re-encode in ../shared)
+    and a valid batch re-pickled at protocol 2 by Python 3, which writes bytes as _codecs.encode(text,
+    'latin1') (issue 31 item 5)."""
+    root = write_fake_cifar(tmp_path, per_file=10, python2_style=python2_style, protocol=protocol)
     x_tr, y_tr, x_te, y_te = load_cifar10(root, download=False)
     assert x_tr.shape == (50, 3, 32, 32) and y_te.shape == (10,)
+    official = load_cifar10(write_fake_cifar(tmp_path / "official", per_file=10), download=False)
+    for got, expected in zip((x_tr, y_tr, x_te, y_te), official):
+        np.testing.assert_array_equal(got, expected)
+
+
+class Encode:
+    """Unpickles as _codecs.encode(*args), as protocol 2 writes bytes, but with the args given."""
+
+    def __init__(self, *args):
+        self.args = args
+
+    def __reduce__(self):
+        return codecs.encode, self.args
+
+
+@pytest.mark.parametrize("args", [("text", "rot13"), ("text", "latin1", "strict"), (b"text", "latin1")],
+                         ids=["another-codec", "more-arguments", "not-text"])
+def test_codecs_encode_is_allowed_only_as_protocol_2_uses_it(fake, args):
+    rewrite(fake, "data_batch_1", lambda good: {**good, b"batch_label": Encode(*args)}, python2_style=False)
+    with pytest.raises(DataError, match=r"data_batch_1: not loaded: it asks for _codecs.encode with other "
+                                        r"arguments than \(text, 'latin1'\), which no CIFAR-10 file does; refused"):
+        load_cifar10(fake, download=False)
 
 
 @pytest.mark.skipif(not (Path(os.environ.get("TINYRESNET_DATA", "/nonexistent")) / "cifar-10-batches-py").is_dir(),
@@ -240,23 +324,42 @@ MALFORMED = {  # what is wrong: (the file, how its content changes, the error it
                                r"pixels must have shape .*got \(60, 1024\)"),
     "float labels": ("data_batch_3", lambda b: {**b, b"labels": [7.5] + b[b"labels"][1:]},
                      r"labels must be integers, got 7.5 \(float\)"),
+    "ragged nested labels": ("data_batch_3", lambda b: {**b, b"labels": [[0], [1, 2]] * 30},
+                             r"labels must be integers, got a list of length 1"),
+    "a label of 5000 digits": ("test_batch", lambda b: {**b, b"labels": [10**5000] + b[b"labels"][1:]},
+                               r"labels must lie in 0..9, got values from 0 to an int of 16610 bits"),
     "boolean labels": ("data_batch_3", lambda b: {**b, b"labels": [True] * 60},
                        r"labels must be integers, got True \(bool\)"),
     "label 10": ("data_batch_3", lambda b: {**b, b"labels": [10] + b[b"labels"][1:]},
                  r"labels must lie in 0..9, got values from 0 to 10"),
     "label -1": ("test_batch", lambda b: {**b, b"labels": [-1] + b[b"labels"][1:]},
                  r"labels must lie in 0..9, got values from -1 to 9"),
-    "too few labels": ("data_batch_3", lambda b: {**b, b"labels": b[b"labels"][:59]}, r"labels must be 60 integers"),
-    "labels as text": ("data_batch_3", lambda b: {**b, b"labels": b"0123"}, r"labels must be 60 integers, got bytes"),
+    "too few labels": ("data_batch_3", lambda b: {**b, b"labels": b[b"labels"][:59]},
+                       r"labels must be 60 integers, got a list of length 59"),
+    "labels as text": ("data_batch_3", lambda b: {**b, b"labels": b"0123"},
+                       r"labels must be 60 integers, got b'0123' \(bytes\)"),
+    "labels as a float array": ("data_batch_3", lambda b: {**b, b"labels": np.zeros(60)},
+                                r"labels must be 60 integers, got an array of shape \(60,\) and dtype float64"),
     "a key missing": ("test_batch", lambda b: {k: v for k, v in b.items() if k != b"filenames"},
                       r"not a CIFAR-10 file: keys .* expected; missing \[b'filenames'\]"),
     "an extra key": ("data_batch_1", lambda b: {**b, b"extra": 1}, r"not a CIFAR-10 file: .*unexpected \[b'extra'\]"),
     "not a dict": ("data_batch_5", lambda b: [b], r"not a CIFAR-10 file: it holds a list, not a dict"),
     "meta: a float count": ("batches.meta", lambda m: {**m, b"num_cases_per_batch": 60.0},
-                            r"num_cases_per_batch must be a positive integer, got 60.0"),
-    "meta: num_vis": ("batches.meta", lambda m: {**m, b"num_vis": 1024}, r"num_vis must be 3072"),
+                            r"num_cases_per_batch must be an integer from 1 to 60000 .*, got 60.0 \(float\)"),
+    "meta: a count of 5000 digits": ("batches.meta", lambda m: {**m, b"num_cases_per_batch": 10**5000},
+                                     r"num_cases_per_batch must be an integer .*, got an int of 16610 bits"),
+    "meta: num_vis": ("batches.meta", lambda m: {**m, b"num_vis": 1024},
+                      r"num_vis must be 3072 \(32x32 RGB\), got 1024 \(int\)"),
+    "meta: num_vis an array": ("batches.meta", lambda m: {**m, b"num_vis": np.array([3072, 3072])},
+                               r"num_vis must be 3072 \(32x32 RGB\), got an array of shape \(2,\) and dtype int64"),
     "meta: class order": ("batches.meta", lambda m: {**m, b"label_names": m[b"label_names"][::-1]},
-                          r"label_names are not CIFAR-10's ten classes"),
+                          r"label_names must be CIFAR-10's ten classes in order, "
+                          r"got b'truck' as class 0, not b'airplane'"),
+    "meta: a class that is an array": ("batches.meta", lambda m: {**m, b"label_names": [np.arange(2)] * 10},
+                                       r"label_names must be CIFAR-10's ten classes in order, got an array of "
+                                       r"shape \(2,\) and dtype int64 as class 0"),
+    "meta: label_names an int": ("batches.meta", lambda m: {**m, b"label_names": 10},
+                                 r"label_names must be CIFAR-10's ten classes, got 10 \(int\)"),
     "meta: a key missing": ("batches.meta", lambda m: {k: v for k, v in m.items() if k != b"num_vis"},
                             r"not a CIFAR-10 file: .*missing \[b'num_vis'\]"),
 }
@@ -268,6 +371,37 @@ def test_malformed_file_is_refused_naming_it_and_the_problem(fake, problem):
     rewrite(fake, name, change)
     with pytest.raises(DataError, match=rf"{name}: {message}"):
         load_cifar10(fake, download=False)
+
+
+def nested(depth):
+    """A list nested in itself: L = [L, L], depth times. A few hundred bytes in a pickle (it stores
+    each list once), 2**depth leaves for anything that walks it: NumPy, repr."""
+    inner = [0]
+    for _ in range(depth):
+        inner = [inner, inner]
+    return inner
+
+
+UNBOUNDED = {  # a value of any size where a message would show it: (the file, how its content changes)
+    "labels nested 27 times": ("data_batch_1", lambda b: {**b, b"labels": nested(27)}),
+    "a label of a million bytes": ("data_batch_1", lambda b: {**b, b"labels": [b"x" * 10**6] + b[b"labels"][1:]}),
+    "a key of a million bytes": ("test_batch", lambda b: {**b, b"x" * 10**6: 0}),
+    "meta: a count that is a long list": ("batches.meta", lambda m: {**m, b"num_cases_per_batch": [0] * 10**5}),
+    "meta: num_vis nested 20 times": ("batches.meta", lambda m: {**m, b"num_vis": nested(20)}),
+    "meta: label_names nested 20 times": ("batches.meta", lambda m: {**m, b"label_names": [nested(20)] * 10}),
+}
+
+
+@pytest.mark.parametrize("problem", UNBOUNDED, ids=lambda p: p.replace(" ", "-").replace(":", ""))
+def test_a_message_never_shows_a_value_of_unbounded_size(fake, problem):
+    """The nested labels took 41 s and 4.3 GB to convert and printed a 335 MB "one-line" error
+    (issue 31 item 2a): their type and length are checked before anything walks them."""
+    name, change = UNBOUNDED[problem]
+    rewrite(fake, name, change)
+    with pytest.raises(DataError, match=rf"{name}: ") as err:
+        load_cifar10(fake, download=False)
+    message = str(err.value)
+    assert len(message) < 300 and "\n" not in message, f"a message of {len(message)} characters"
 
 
 # ---------------------------------------------------------- preprocessing

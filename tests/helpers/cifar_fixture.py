@@ -9,7 +9,8 @@ files, `per_file` here).
 By default the files are written as the official ones were: pickles made by
 Python 2 (protocol 2, byte strings, NumPy's old module path), so that the
 loader is tested on the format it will really meet. python2_style=False writes
-today's protocol-4 pickles, as ../shared/data/prepare_cifar10.py does.
+today's pickles: protocol 4, as ../shared/data/prepare_cifar10.py does, or
+protocol=2 as Python 3 writes it (bytes as calls to _codecs.encode).
 """
 import pickle
 import struct
@@ -44,13 +45,13 @@ class Python2Pickler(pickle._Pickler):
         super().save_global(obj, name)
 
 
-def dump(obj, path, python2_style=True):
-    """Pickle obj into path, as the official files (Python 2) or as today's Python does."""
+def dump(obj, path, python2_style=True, protocol=4):
+    """Pickle obj into path, as the official files (Python 2) or as today's Python does at protocol."""
     with open(path, "wb") as f:
         if python2_style:
             Python2Pickler(f, protocol=2).dump(obj)
         else:
-            pickle.dump(obj, f, protocol=4)
+            pickle.dump(obj, f, protocol=protocol)
 
 
 def _images(n, rng):
@@ -71,8 +72,9 @@ def batch(label, data, labels):
             b"filenames": [f"fake_{label}_{i}.png".encode() for i in range(len(data))]}
 
 
-def write_fake_cifar(root, per_file=60, seed=0, python2_style=True):
-    """Write the fake data set under root (5 * per_file training and per_file test images); return root."""
+def write_fake_cifar(root, per_file=60, seed=0, python2_style=True, protocol=4):
+    """Write the fake data set under root (5 * per_file training and per_file test images); return root.
+    python2_style and protocol: as in dump."""
     root = Path(root)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
@@ -81,8 +83,8 @@ def write_fake_cifar(root, per_file=60, seed=0, python2_style=True):
     for i in range(5):
         part = slice(i * per_file, (i + 1) * per_file)
         dump(batch(f"training batch {i + 1} of 5", data[part], labels[part]),
-             folder / f"data_batch_{i + 1}", python2_style)
-    dump(batch("testing batch 1 of 1", *_images(per_file, rng)), folder / "test_batch", python2_style)
+             folder / f"data_batch_{i + 1}", python2_style, protocol)
+    dump(batch("testing batch 1 of 1", *_images(per_file, rng)), folder / "test_batch", python2_style, protocol)
     dump({b"label_names": [c.encode() for c in CLASSES], b"num_cases_per_batch": per_file, b"num_vis": 3072},
-         folder / "batches.meta", python2_style)
+         folder / "batches.meta", python2_style, protocol)
     return root

@@ -78,8 +78,9 @@ LESSONS = (
     Lesson("02_convolution_im2col", "convolution as loops, as im2col + one matrix product; col2im as the "
            "adjoint; the channels-last layout and why it is faster; timings",
            {"conv": "convolution as im2col + one matrix product"}),
-    Lesson("03_batch_norm", "batch norm forward, train vs eval, running statistics, the backward pass, "
-           "why gradient checks need a random upstream gradient",
+    Lesson("03_batch_norm", "batch norm's forward pass in training and evaluation mode, running statistics "
+           "in PyTorch's convention (in place, momentum 0.1, unbiased variance), the backward pass, why "
+           "gradient checks need a random upstream gradient",
            {"batchnorm": "batch normalization (training and eval mode, running statistics)"}),
     Lesson("04_training", "softmax cross-entropy, its gradient and its stable computation; SGD, momentum, "
            "weight decay, the step schedule; train a ResNet-20 with `train.run`",

@@ -4,7 +4,9 @@
 
 For each net, three figures, each as tinyresnet against PyTorch on the same machine:
   * a training step (forward, backward, SGD) at batch 128: images/s;
-  * the peak resident memory of the process that ran those steps: MB;
+  * the peak memory of those steps: MB; on the CPU the resident memory of the process that ran them,
+    on the GPU the device memory each framework's pool held (CuPy's and PyTorch's pools both keep
+    freed blocks, so what they hold at the end is their peak);
   * evaluation (forward only, eval-mode batch norm, no graph; PyTorch under torch.no_grad())
     at --eval-batch (default 500): images/s.
 Each framework runs in its own child process (so each peak memory is its own), and the two
@@ -95,16 +97,32 @@ def child(framework, depth, device, steps, eval_batch):
     make = tinyresnet_steppers if framework == "tinyresnet" else torch_steppers
     step, evaluate, sync = make(depth, device, eval_batch)
     train_seconds = median_seconds(step, steps, sync, warmup=2)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_memory_mb(framework, device)
     eval_seconds = median_seconds(evaluate, max(2, steps // 2), sync, warmup=1)
     print(json.dumps({"train": BATCH / train_seconds, "peak_mb": peak_mb, "eval": eval_batch / eval_seconds,
                       "kernels": kernels(framework, device)}))
 
 
+def peak_memory_mb(framework, device):
+    """The most memory this child's steps held: the process's resident memory on the CPU, the
+    device memory its framework's pool holds on the GPU."""
+    if device == "cpu":
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if framework == "tinyresnet":
+        import cupy
+        return cupy.get_default_memory_pool().total_bytes() / 2**20
+    import torch
+    return torch.cuda.max_memory_reserved() / 2**20
+
+
 def kernels(framework, device):
     """Which matrix kernels this child ran on: they decide most of a CPU step's time (blas.py)."""
     if device == "gpu":
-        return "GPU"
+        if framework == "tinyresnet":
+            import cupy
+            return f"CuPy {cupy.__version__} (cuBLAS)"
+        import torch
+        return f"PyTorch {torch.__version__}: cuDNN {torch.backends.cudnn.version()}"
     if framework == "tinyresnet":
         from tinyresnet import blas
         return "NumPy: " + blas.kernels()

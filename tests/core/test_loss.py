@@ -1,6 +1,9 @@
 """Lesson 04: softmax cross-entropy, computed stably, with gradient (softmax - onehot) / N."""
+import warnings
+
 import numpy as np
 import pytest
+import standin
 
 from tinyresnet import Tensor, gradcheck
 from tinyresnet.functional import cross_entropy
@@ -114,6 +117,79 @@ def test_labels_out_of_range_on_the_device_give_nan(labels, message, device, xp)
     loss.backward()
     assert np.isnan(loss.item()), f"labels {labels.tolist()} with 4 classes: the loss should be NaN"
     assert np.isnan(host(logits.grad)).all(), "and so should every gradient"
+
+
+@pytest.mark.parametrize("shape", [(0, 10), (3, 0)], ids=["no-examples", "no-classes"])
+def test_empty_logits_raise_clearly(shape, xp):
+    """No examples: a mean over nothing, NaN with two warnings before (issue 31 item 5). No classes:
+    NumPy's "zero-size array to reduction operation maximum", which did not say where it came from."""
+    labels = xp.asarray(np.zeros(shape[0], dtype=np.int64))
+    with pytest.raises(ValueError, match=rf"cross_entropy needs at least one example and one class, "
+                                         rf"got logits of shape \({shape[0]}, {shape[1]}\)"):
+        cross_entropy(Tensor(xp.zeros(shape)), labels)
+
+
+def with_infinity(where):
+    """(3, 4) logits, row 1 made infinite: one +inf, or -inf everywhere."""
+    logits = np.zeros((3, 4))
+    if where == "+inf":
+        logits[1, 2] = np.inf
+    else:
+        logits[1] = -np.inf
+    return logits
+
+
+INFINITE = {"+inf": r"row 1 of the logits holds \+inf", "all -inf": r"row 1 of the logits is all -inf"}
+INFINITE_IDS = ["plus-inf", "all-minus-inf"]
+
+
+@pytest.mark.parametrize("where, message", INFINITE.items(), ids=INFINITE_IDS)
+def test_infinite_logits_raise_on_the_host(where, message):
+    """A row with +inf, or all -inf, has no softmax: exp() of inf - inf. Before: a NaN loss and
+    RuntimeWarnings (issue 31 item 5). Now a ValueError, and no warning on the way to it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=rf"cross_entropy: {message}, which has no softmax"):
+            cross_entropy(Tensor(with_infinity(where)), np.array([0, 1, 2]))
+
+
+@pytest.mark.parametrize("where", INFINITE, ids=INFINITE_IDS)
+def test_infinite_logits_on_the_device_give_nan_without_a_wait(where, device, xp):
+    """On the GPU the check would make the host wait for the device every step; it is not made,
+    and the NaN loss stops the training loop at its next reading, as a diverged run does."""
+    if device == "cpu":
+        pytest.skip("host logits raise ValueError (test_infinite_logits_raise_on_the_host)")
+    z = Tensor(xp.asarray(with_infinity(where)), requires_grad=True)
+    with standin.recording() as record, np.errstate(invalid="ignore"):  # the stand-in's NumPy warns, CuPy not
+        loss = cross_entropy(z, xp.asarray(np.array([0, 1, 2])))
+        loss.backward()
+    assert not record.syncs, record.syncs
+    assert np.isnan(loss.item())
+
+
+def test_nan_logits_pass_on_as_a_nan_loss_quietly(xp):
+    """NaN logits come from upstream, a diverged net: like every op, cross_entropy passes the NaN on,
+    with no warning, and the training loop stops on the NaN loss with its one-line message."""
+    logits = np.zeros((3, 4))
+    logits[1, 2] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = cross_entropy(Tensor(xp.asarray(logits)), xp.asarray(np.array([0, 1, 2])))
+    assert np.isnan(loss.item())
+
+
+def test_a_minus_inf_logit_is_a_probability_of_zero(xp):
+    """-inf is a legitimate logit (a masked class), as in PyTorch: it is only a row of nothing else
+    that has no softmax."""
+    logits = xp.asarray(np.array([[0.0, -np.inf, 0.0]]))
+    z = Tensor(logits, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = cross_entropy(z, xp.asarray(np.array([0])))
+        loss.backward()
+        assert loss.item() == pytest.approx(np.log(2))
+        assert host(z.grad).tolist() == [[-0.5, 0.0, 0.5]]
+        assert cross_entropy(Tensor(logits), xp.asarray(np.array([1]))).item() == np.inf  # certain and wrong
 
 
 def test_logits_must_be_two_dimensional(xp):

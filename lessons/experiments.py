@@ -30,6 +30,7 @@ in float16 (half the bytes; what that changes is measured at export and stored i
 plus where they came from. The files use tinyresnet's checkpoint format: an .npz read with
 allow_pickle=False, so loading one can never run code.
 """
+import re
 import time
 from pathlib import Path
 
@@ -199,6 +200,89 @@ def figure6(left, right, titles=("plain networks", "residual networks"), ylim=No
         plot_runs(runs, ax=ax, title=title, ylim=ylim)
     return fig
 
+
+
+PLAIN_COLOR = "0.55"                 # degradation_figure: the plain nets grey, the ResNets in colour
+SEED_STYLES = ("-", "--", ":", "-.")  # one line style per seed in the zoomed panels
+
+
+def degradation_figure(runs, seeds=None, zoom_from=20, title=None):
+    """The degradation at a glance, from the logs of four runs of one recipe (and more seeds).
+
+    runs: {"plain20", "plain56", "resnet20", "resnet56"} -> run folder. The top row puts each plain
+        net beside the ResNet of the same depth, on one error axis: training error dashed, test
+        error bold, as in the paper's Fig. 6; epochs on x, the learning-rate drops dotted.
+    seeds: optionally {seed: {"resnet20": folder, "resnet56": folder}}, the deciding pair trained
+        with several seeds: a bottom row zooms into the epochs from `zoom_from` on, training error
+        left and test error right, one line style per seed.
+    Returns the matplotlib Figure."""
+    rows = 2 if seeds else 1
+    fig, axes = plt.subplots(rows, 2, figsize=(11, 4.2 * rows), squeeze=False, layout="constrained")
+    logs = {name: read_log(folder) for name, folder in runs.items()}
+    top = 1.05 * max(np.nanmax(np.concatenate([log["train_error"], log["test_error"]])) for log in logs.values())
+    for ax, depth in zip(axes[0], (20, 56)):
+        for name in (f"plain{depth}", f"resnet{depth}"):
+            _draw_errors(ax, logs[name], _color(name), label_of(runs[name]))
+        _lr_drops(ax, runs[f"resnet{depth}"])
+        ax.set(title=f"{depth} layers: plain against residual", xlabel="epoch", ylabel="error (%)",
+               ylim=(0, min(100, top)), xlim=(0, None))
+        ax.legend(handles=ax.get_legend_handles_labels()[0] + _style_handles(), fontsize="small")
+    if seeds:
+        for ax, column in zip(axes[1], ("train_error", "test_error")):
+            for (seed, pair), style in zip(sorted(seeds.items()), SEED_STYLES):
+                for name in ("resnet20", "resnet56"):
+                    log = read_log(pair[name])
+                    keep = (log["epoch"] >= zoom_from) & np.isfinite(log[column])
+                    ax.plot(log["epoch"][keep], log[column][keep], color=_color(name), linestyle=style,
+                            marker="o" if column == "test_error" else None, markersize=4,
+                            linewidth=2 if column == "test_error" else 1.2,
+                            label=f"{label_of(pair[name])}, seed {seed}")
+            _scale_bar(ax, seeds[min(seeds)], column, zoom_from)
+            what = "training error" if column == "train_error" else "test error"
+            ax.set(title=f"the last epochs, {what}, every seed", xlabel="epoch", ylabel="error (%)")
+            ax.legend(fontsize="small", ncol=2)
+    for ax in axes.flat:
+        ax.grid(True, linewidth=0.3, alpha=0.5)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _color(name):
+    return f"C{['resnet20', 'resnet56'].index(name)}" if NETS[name][1] else PLAIN_COLOR
+
+
+def _draw_errors(ax, log, color, label):
+    """One run on ax: training error dashed, test error bold (where it was measured)."""
+    tested = np.isfinite(log["test_error"])
+    dots = {"marker": "o", "markersize": 3} if len(log["epoch"]) < 10 else {}
+    ax.plot(log["epoch"], log["train_error"], color=color, linestyle="--", linewidth=1, **dots)
+    ax.plot(log["epoch"][tested], log["test_error"][tested], color=color, linewidth=2.5, label=label, **dots)
+
+
+def _lr_drops(ax, run_dir):
+    """Dotted vertical lines where the run's learning rate was divided by 10 (in epochs)."""
+    config = read_config(run_dir)
+    drops = re.search(r"/10 at iterations (\d+) and (\d+)", config.get("schedule", ""))
+    for iteration in (drops.groups() if drops else ()):
+        ax.axvline(int(iteration) / config["batches_per_epoch"], color="0.6", linestyle=":", linewidth=1)
+
+
+def _scale_bar(ax, pair, column, x):
+    """A vertical bar at epoch x as long as ESTABLISHED_AT standard errors of the pair's final gap:
+    how far apart two final errors must be before the lesson calls their ordering established."""
+    errors = [final_errors(pair[name])[column] for name in ("resnet20", "resnet56")]
+    _, se = gap_and_standard_error(*errors, images_measured(pair["resnet20"], column))
+    low = min(errors) - ESTABLISHED_AT * se / 2
+    ax.errorbar([x + 0.2], [low + ESTABLISHED_AT * se / 2], yerr=ESTABLISHED_AT * se / 2, color="k",
+                capsize=4, linewidth=1.5, label=f"{ESTABLISHED_AT} standard errors of a gap")
+
+
+def _style_handles():
+    from matplotlib.lines import Line2D
+    return [Line2D([], [], color="0.3", linestyle="--", linewidth=1, label="training error"),
+            Line2D([], [], color="0.3", linewidth=2.5, label="test error"),
+            Line2D([], [], color="0.6", linestyle=":", linewidth=1, label="LR / 10")]
 
 
 def net_color(name):

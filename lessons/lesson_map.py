@@ -91,9 +91,10 @@ LESSONS = (
            "counts against Table 6, He initialization",
            {"nn": "modules, parameters, initialization, state_dict, small functional ops",
             "models": "the CIFAR ResNet architectures"}),
-    Lesson("06_degradation", "the paper's Fig. 1 and Fig. 6: plain against residual nets of 20 and 56 "
-           "layers, on a CPU budget (`results/cpu-budget/`, degradation) and a longer run "
-           "(`results/cpu-fig6-b16-30ep/`): all three orderings, the third (ResNet-56 below ResNet-20) narrowly",
+    Lesson("06_degradation", "the paper's Fig. 1 and Fig. 6 from committed logs: plain against residual "
+           "nets of 20 and 56 layers over 30 epochs (`results/cpu-fig6-b16-30ep/`, two seeds of the deciding "
+           "pair), then a CPU budget run that shows the degradation (`results/cpu-budget/`); the verdict on a "
+           "gap: its binomial standard error, and when an ordering is established",
            {"plot": "training curves and figures"}),
     Lesson("07_layer_responses", "the paper's Fig. 7: the standard deviation of each layer's response, "
            "measured on trained nets whose weights ship in `weights/`"),

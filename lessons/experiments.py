@@ -13,6 +13,7 @@ data folder and the output folder are not part of it.
 
 The rest are small readers and figures used by the notebooks: final errors from a log,
 where a run came from, the paper's Fig. 6 layout (plain nets left, ResNets right), lesson 06's
+figure (each plain net beside the ResNet of its depth, then the last epochs of every seed), its
 verdict on two final errors (their gap, its binomial standard error, and whether it exceeds
 ESTABLISHED_AT of them: the reference for the lesson's exercise), and the test images normalized
 exactly as a run's training normalized them.

@@ -31,7 +31,8 @@ from .device import read_scalars, to_device, xp_for
 from .memory import keep_freed_memory
 from .nn import manual_seed
 from .run import folder, report, resume, stops
-from .run.recipe import VAL_SIZE, Recipe, parse_command_line
+from .run.console import say
+from .run.recipe import VAL_SIZE, Recipe, UsageError, flag, parse_command_line
 from .run.state import State, Sums
 
 READ_EVERY = 20      # iterations between reads of the running loss to the host (and NaN checks)
@@ -44,14 +45,24 @@ def load_data(recipe):
     x_train, y_train, x_test, y_test = load_cifar10(recipe.data_dir)
     test_set = "test"
     if recipe.val_split:
+        if VAL_SIZE >= len(x_train):
+            raise UsageError(f"--val-split holds out {VAL_SIZE} images, but the training set has only {len(x_train)}")
         x_train, y_train, x_test, y_test = split_train_val(x_train, y_train, VAL_SIZE, seed=DATA_SEED)
         test_set = "val"
     if recipe.subset is not None:
+        check_subset("subset", recipe.subset, len(x_train), "training")
         x_train, y_train = subset(x_train, y_train, recipe.subset, seed=DATA_SEED)
     if recipe.test_subset is not None:
+        check_subset("test_subset", recipe.test_subset, len(x_test), test_set)
         x_test, y_test = subset(x_test, y_test, recipe.test_subset, seed=DATA_SEED)
         test_set += f" ({recipe.test_subset} images)"
     return x_train, y_train, x_test, y_test, test_set
+
+
+def check_subset(key, n, available, which):
+    """UsageError, naming the option, when --subset or --test-subset asks for more images than there are."""
+    if n > available:
+        raise UsageError(f"{flag(key)} {n}: the {which} set has only {available} images; give at most {available}")
 
 
 def build(recipe):
@@ -205,7 +216,7 @@ def session(recipe, typed, argv):
         state = build(recipe)
         resume.begin(state, ckpt, argv)
         if not recipe.quiet:
-            print(report.introduction(state))
+            say(report.introduction(state))
         train_epochs(state, stop)
         return report.summarize(state)
 
@@ -218,7 +229,7 @@ def run(recipe=None, /, **options):
     recipe = Recipe(**options) if recipe is None else dataclasses.replace(recipe, **options)
     summary = session(recipe, recipe.changed(), recipe.argv())
     if not recipe.quiet:
-        print(report.summary_text(summary))
+        say(report.summary_text(summary))
     return summary
 
 
@@ -227,7 +238,7 @@ def main(argv=None):
     and the status report.py lists."""
     with report.exit_status():
         summary = session(*parse_command_line(argv))
-        print(report.summary_text(summary))
+        say(report.summary_text(summary))
         return summary
 
 

@@ -242,7 +242,7 @@ BAD = {
     "plain and residual": (["--plain", "--residual"], "not allowed with"),
     "epochs and iterations": (["--epochs", "1", "--iterations", "3"], "not allowed with"),
     "unknown option": (["--bogus"], "unrecognized"),
-    "subset too large": (["--subset", "1000"], "subset size must be between 1 and 25"),
+    "subset too large": (["--subset", "1000"], "--subset 1000: the training set has only 25 images"),
     "batch larger than subset": (["--subset", "4"], "larger than the 4 training images"),
     "resume without checkpoint": (["--resume"], "no checkpoint"),
 }

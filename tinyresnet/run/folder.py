@@ -27,6 +27,7 @@ import numpy as np
 
 from ..device import xp_for
 from .atomic import atomic_write, naming, sweep
+from .console import warn
 from .recipe import UsageError, command_line, run_label
 
 try:
@@ -58,38 +59,75 @@ def claimed(out):
 
     A second run into the same folder is refused (InUse, naming the holder's process id).
     The lock is the operating system's (flock), so it goes with the process that held it:
-    a run killed with -9 leaves its .lock file, but not the lock, and the next run takes it.
-    Also sweeps the temporary files a killed run left. A folder made here that the run
-    leaves empty (a start that failed) is removed again.
+    a run killed with -9 leaves its .lock file, but not the lock, and the next run takes it
+    over and says so. Also sweeps the temporary files a killed run left. A start that fails
+    leaves the folder as it found it: a folder that was empty loses the log.csv and
+    config.json written before the failure (when no checkpoint was saved), and a folder made
+    here is removed again.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder; give a folder for the run")
     made = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    fd = _lock(out / LOCK)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise naming(e, out) from None
+    fd = _lock(out / LOCK, made)
     try:
         sweep(out, (CHECKPOINT, LOG, CONFIG))
-        yield out
+        was_empty = not contents(out)
+        try:
+            yield out
+        except BaseException:
+            if was_empty and not (out / CHECKPOINT).exists():
+                for name in (LOG, CONFIG):
+                    with contextlib.suppress(OSError):
+                        os.unlink(out / name)
+            raise
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(out / LOCK)
-        os.close(fd)
-        if made:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only if empty
+        _unlock(out / LOCK, fd, made)
 
 
-def _lock(path):
-    """An open descriptor of path holding its exclusive lock, with our process id written in it."""
+def contents(out):
+    """The names in the folder out, but for the lock: what a run would find there."""
+    return sorted(p.name for p in Path(out).iterdir() if p.name != LOCK)
+
+
+def check_new(out):
+    """UsageError unless out is empty: a new run writes only into a new or empty folder, so that
+    it never overwrites a run's log.csv and config.json (committed results included). The
+    message says what is there and how to go on."""
+    there = contents(out)
+    if not there:
+        return
+    if CHECKPOINT in there:
+        raise UsageError(f"{out} already holds a run ({CHECKPOINT}); continue it with --resume, "
+                         "or give another --out")
+    files = [name for name in (LOG, CONFIG) if name in there]
+    if files:
+        raise UsageError(f"{out} holds the {' and '.join(files)} of a run but no {CHECKPOINT}, so it cannot be "
+                         "resumed, and a new run would overwrite them; give another --out (or move them away)")
+    shown = ", ".join(there[:3]) + (f" and {len(there) - 3} more" if len(there) > 3 else "")
+    raise UsageError(f"{out} is not empty (it holds {shown}); a new run starts in a new or empty folder: "
+                     "give another --out")
+
+
+def _lock(path, made):
+    """An open descriptor of path holding its exclusive lock, with our process id written in it.
+    A lock file whose process is gone (killed -9) is taken over, with a warning naming it."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            _unlock(path, None, made)
+            raise naming(e, path) from None
         if fcntl is None:
             break
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            holder = _holder(fd) or "unknown"
             os.close(fd)
             raise InUse(f"{path.parent} is in use by another run (process {holder}); wait until it "
                         "ends, or give another --out") from None
@@ -97,9 +135,36 @@ def _lock(path):
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 break
         os.close(fd)  # the run that held it just removed that file: lock the one that is there now
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    gone = _holder(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError as e:  # a full disk, say
+        _unlock(path, fd, made)
+        raise naming(e, path) from None
+    if gone:
+        warn(f"{path.parent}: took over the lock of process {gone}, which ended without releasing it")
     return fd
+
+
+def _holder(fd):
+    """The process id written in an open lock file ('' if none)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    holder = os.read(fd, 32).decode(errors="replace").strip()
+    os.lseek(fd, 0, os.SEEK_SET)
+    return holder
+
+
+def _unlock(path, fd, made):
+    """Remove the lock file and let go of the lock; remove the folder again if the run made it
+    and left it empty."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    if fd is not None:
+        os.close(fd)
+    if made:
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # only if empty
 
 
 # ------------------------------------------------------------------ names

@@ -169,6 +169,8 @@ def check(recipe):
     for key, allowed in (("shortcut", models.SHORTCUTS), ("device", DEVICES)):
         if getattr(r, key) not in allowed:
             raise UsageError(f"{flag(key)} must be one of {', '.join(allowed)}, got {getattr(r, key)!r}")
+    if r.out is not None and not r.out.strip():
+        raise UsageError(f"--out must name a folder, got {r.out!r}")
     if r.iterations is not None and r.epochs is not None:
         raise UsageError("--iterations and --epochs: give one of them, not both")
     for key in ("batch_size", "iterations", "epochs", "subset", "test_subset", "eval_every"):

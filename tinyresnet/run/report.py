@@ -14,6 +14,7 @@ from ..data import DataError
 from ..device import DeviceError
 from .checkpoint import CheckpointError
 from .folder import CHECKPOINT, CONFIG, LOG, LOG_COLUMNS
+from .console import plural, say
 from .recipe import VAL_SIZE, UsageError
 from .stops import Diverged, Interrupted, WriteFailed
 
@@ -22,8 +23,7 @@ def introduction(state):
     r = state.recipe
     lines = [f"{state.model!r} on {r.device}; {len(state.train_loader.x)} training images, "
              f"batch {r.batch_size}, {state.batches_per_epoch} batches per epoch",
-             f"{state.total} iterations ({state.total / state.batches_per_epoch:.4g} epochs); "
-             f"{state.opt.schedule}"]
+             f"{length(state.total, state.total / state.batches_per_epoch)}; {state.opt.schedule}"]
     if r.val_split:
         lines.append(f"--val-split: {VAL_SIZE} training images held out; the test_* columns "
                      "are measured on them, not on the test set")
@@ -66,7 +66,7 @@ def summarize(state):
 
 
 def summary_text(s):
-    return (f"{s['label']}: {s['iterations']} iterations ({s['epochs']:.4g} epochs), "
+    return (f"{s['label']}: {length(s['iterations'], s['epochs'])}, "
             f"wall time {duration(s['wall_time'])}\n"
             f"  final: train error {s['train_error']:.2f}%, {s['test_set']} error {s['test_error']:.2f}%; "
             f"best {s['test_set']} error {s['best_test_error']:.2f}% at iteration {s['best_iteration']}\n"
@@ -74,9 +74,9 @@ def summary_text(s):
             f"log: {s['log']}")
 
 
-def warn(message):
-    """One line on stderr, even with --quiet: something the user should know, that does not stop the run."""
-    print(f"tinyresnet.train: warning: {message}", file=sys.stderr)
+def length(iterations, epochs):
+    """'1 iteration (0.3333 epochs)', '390 iterations (1 epoch)'."""
+    return f"{plural(iterations, 'iteration')} ({plural(f'{epochs:.4g}', 'epoch')})"
 
 
 def duration(seconds):
@@ -105,5 +105,5 @@ def exit_status():
 
 def _exit(message, status):
     sys.stdout.flush()
-    print(f"tinyresnet.train: {message}", file=sys.stderr)
+    say(f"tinyresnet.train: {message}", sys.stderr)
     raise SystemExit(status)

@@ -13,10 +13,10 @@ import dataclasses
 from pathlib import Path
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unreadable
-from .folder import (CHECKPOINT, CONFIG, LOG, LOG_COLUMNS, RunFolderError, load_config, make_config, now,
-                     write_json, write_log)
+from .folder import (CHECKPOINT, CONFIG, LOG, LOG_COLUMNS, RunFolderError, check_new, load_config, make_config,
+                     now, write_json, write_log)
 from .recipe import EXPERIMENT, FIXED, LENGTH, WHERE, UsageError, command_line, spelled
-from .report import warn
+from .console import plural, warn
 from .state import Sums
 from .stops import check_finite, check_weights
 
@@ -24,12 +24,10 @@ from .stops import check_finite, check_weights
 def open_run(recipe, typed):
     """(recipe, checkpoint) to start from: for --resume, the checkpoint in --out and the recipe
     it continues (the options not typed come from it); else (recipe, None), once it is sure
-    that --out holds no run to overwrite."""
+    that --out is new or empty (folder.check_new)."""
     path = Path(recipe.out) / CHECKPOINT
     if not recipe.resume:
-        if path.exists():
-            raise UsageError(f"{recipe.out} already holds a run ({CHECKPOINT}); continue it with --resume, "
-                             "or give another --out")
+        check_new(recipe.out)
         return recipe, None
     ckpt = load_checkpoint(path)
     problem = _problem(ckpt)
@@ -95,7 +93,7 @@ def begin(state, ckpt, argv):
     restore(state, ckpt)
     if state.iteration > state.total:
         raise UsageError(f"the checkpoint is at iteration {state.iteration}, past the "
-                         f"{state.total} iterations asked for")
+                         f"{plural(state.total, 'iteration')} asked for")
     write_log(out / LOG, state.rows)  # drop rows logged after the checkpoint
     config = _config_to_continue(state, argv)
     session = {"command": command_line(argv), "iteration": state.iteration, "device": state.device,
@@ -125,7 +123,7 @@ def _config_to_continue(state, argv):
 
 def _new_length(state, old_total):
     """The warning for a run resumed with another length: its LR schedule is re-planned."""
-    text = (f"the run now has {state.total} iterations instead of {old_total}; its LR schedule is "
+    text = (f"the run now has {plural(state.total, 'iteration')} instead of {old_total}; its LR schedule is "
             f"re-planned for the new length: {state.opt.schedule}")
     last, coming = state.opt.lr, state.opt.schedule(state.iteration)
     if coming > last:

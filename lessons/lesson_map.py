@@ -76,7 +76,9 @@ LESSONS = (
            {"autograd": "reverse-mode autodiff (Tensor, backward, broadcasting, no_grad)",
             "gradcheck": "checking a backward pass against central differences"}),
     Lesson("02_convolution_im2col", "convolution as loops, as im2col + one matrix product; col2im as the "
-           "adjoint; the channels-last layout and why it is faster; timings",
+           "adjoint; a conv layer's forward and backward passes on your own im2col and col2im; the "
+           "channels-last layout; at stride 1 the input gradient as a flipped-kernel convolution; "
+           "appendix: what conv2d runs on a CPU, timed",
            {"conv": "convolution as im2col + one matrix product"}),
     Lesson("03_batch_norm", "batch norm's forward pass in training and evaluation mode, running statistics "
            "in PyTorch's convention (in place, momentum 0.1, unbiased variance), the backward pass, why "

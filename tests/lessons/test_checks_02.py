@@ -1,10 +1,10 @@
-"""Lesson 02's check cells reject wrong code, and name the slip.
+"""The check cells of 02_convolution_im2col.ipynb reject wrong code, and name the slip.
 
-For each exercise of 02_convolution_im2col.ipynb (my_im2col, my_col2im, conv2d_forward,
-conv2d_backward) the worked solution must pass, and planted wrong versions, each a slip a
-learner makes, must make the check print "✗ FAILED" with the hint that names that slip and
-not another one's. A check that passed them, or blamed the wrong slip, would leave the
-learner with a wrong function and a wrong idea of what is wrong with it.
+For each of its exercises (my_im2col, my_col2im, conv2d_forward, conv2d_backward) the worked
+solution must pass, and planted wrong versions, each a slip a learner makes, must make the
+check print "✗ FAILED" with the hint that names that slip and not another one's. A check that
+passed them, or blamed the wrong slip, would leave the learner with a wrong function and a
+wrong idea of what is wrong with it.
 """
 import numpy as np
 import pytest

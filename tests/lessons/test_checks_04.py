@@ -1,7 +1,7 @@
-"""Lesson 04's check cells reject wrong code, and say why.
+"""The check cells of 04_training.ipynb reject wrong code, and say why.
 
 tests/lessons/test_lessons.py proves that the worked solutions pass every check. This file
-proves the other half for lesson 04 (04_training.ipynb): planted wrong versions of
+proves the other half for that lesson: planted wrong versions of
 `softmax_cross_entropy`, `sgd_momentum_step`, `train_epoch` and `evaluate` make their checks
 print "✗ FAILED" with a message that names the slip, and return False.
 """

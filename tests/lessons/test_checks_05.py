@@ -1,6 +1,6 @@
-"""Lesson 05's check cells reject wrong code, and name the slip.
+"""The check cells of 05_plain_and_residual.ipynb reject wrong code, and name the slip.
 
-For each exercise of 05_plain_and_residual.ipynb (option_a_shortcut, basic_block_forward,
+For each of its exercises (option_a_shortcut, basic_block_forward,
 resnet_forward, he_normal) the worked solution must pass, and planted wrong versions, each a
 slip a learner makes, must make the check print "✗ FAILED" with the hint that names that slip
 and not another one's. Also here: lessons/my_resnet.py, the net of the lesson's payoff, starts

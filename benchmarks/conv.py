@@ -16,7 +16,7 @@ from tinyresnet import Tensor  # noqa: E402
 from tinyresnet.device import DeviceError, xp_for
 from tinyresnet.functional import conv2d
 from tinyresnet.device import channels_last_zeros  # noqa: E402
-from tinyresnet.memory import keep_freed_memory  # noqa: E402
+import tinyresnet.cpu  # noqa: E402
 from timing import median_seconds  # noqa: E402
 
 SHAPES = ((16, 32), (32, 16), (64, 8))
@@ -52,7 +52,7 @@ def main():
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    keep_freed_memory()  # as training does (memory.py); PyTorch here shares the setting
+    tinyresnet.cpu.install()  # as training does; PyTorch here shares the allocator setting
     try:
         xp = xp_for(args.device)
     except DeviceError as e:

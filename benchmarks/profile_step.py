@@ -21,8 +21,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tinyresnet import Tensor, autograd, blas, functional, no_grad, optim  # noqa: E402
-from tinyresnet.memory import keep_freed_memory  # noqa: E402
+import tinyresnet.cpu  # noqa: E402
+from tinyresnet import Tensor, autograd, functional, no_grad, optim  # noqa: E402
+from tinyresnet.cpu import machine  # noqa: E402
 from tinyresnet.models import cifar_resnet  # noqa: E402
 
 TIMES = collections.Counter()
@@ -93,7 +94,7 @@ def main():
     p.add_argument("--eval", action="store_true", help="time forward-only evaluation instead")
     args = p.parse_args()
     batch = args.batch or (500 if args.eval else 128)
-    keep_freed_memory()
+    tinyresnet.cpu.install()
     model = cifar_resnet(args.depth)
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     rng = np.random.default_rng(0)
@@ -121,7 +122,7 @@ def main():
     what = "evaluation (forward only)" if args.eval else "training step"
     print(f"ResNet-{args.depth} {what}, batch {batch}: {seconds * 1e3:.0f} ms per step "
           f"({batch / seconds:.0f} images/s), mean of {args.steps} steps")
-    print(f"  on {blas.cpu()}; NumPy's matrix kernels: {blas.kernels()}")
+    print(f"  on {machine.cpu()}; NumPy's matrix kernels: {machine.kernels()}")
     print(f"  {macs / 1e9:.1f} G multiply-adds per step; at the measured sgemm peak of {peak:.0f} GFLOP/s "
           f"the step would take {2 * macs / peak / 1e6:.0f} ms; this is {2 * macs / seconds / 1e9:.0f} GFLOP/s")
     per_step = {k: v / args.steps for k, v in TIMES.items()}

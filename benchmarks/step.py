@@ -12,7 +12,7 @@ For each net, three figures, each as tinyresnet against PyTorch on the same mach
 Each framework runs in its own child process (so each peak memory is its own), and the two
 alternate --pairs times, so that a busy moment of the machine hits both. Medians over the
 pairs are printed, with the range; float32, random 32×32 images. The first lines say which
-matrix kernels each side ran (tinyresnet/blas.py), with a warning when their vector widths
+matrix kernels each side ran (tinyresnet/cpu/machine.py), with a warning when their vector widths
 differ.
 """
 import argparse
@@ -37,9 +37,9 @@ def tinyresnet_steppers(depth, device, eval_batch):
     from tinyresnet import Tensor, no_grad, optim
     from tinyresnet.device import to_device, xp_for
     from tinyresnet.functional import cross_entropy
-    from tinyresnet.memory import keep_freed_memory
     from tinyresnet.models import cifar_resnet
-    keep_freed_memory()  # as training does (memory.py)
+    import tinyresnet.cpu
+    tinyresnet.cpu.install()  # as training does (TINYRESNET_DEFINITIONS=1 times the definitions)
     xp = xp_for(device)
     model = cifar_resnet(depth).to(device)
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -116,7 +116,7 @@ def peak_memory_mb(framework, device):
 
 
 def kernels(framework, device):
-    """Which matrix kernels this child ran on: they decide most of a CPU step's time (blas.py)."""
+    """Which matrix kernels this child ran on: they decide most of a CPU step's time (cpu/machine.py)."""
     if device == "gpu":
         if framework == "tinyresnet":
             import cupy
@@ -124,8 +124,8 @@ def kernels(framework, device):
         import torch
         return f"PyTorch {torch.__version__}: cuDNN {torch.backends.cudnn.version()}"
     if framework == "tinyresnet":
-        from tinyresnet import blas
-        return "NumPy: " + blas.kernels()
+        from tinyresnet.cpu import machine
+        return "NumPy: " + machine.kernels()
     import torch
     return f"PyTorch {torch.__version__}: MKL and oneDNN, CPU capability {torch.backends.cpu.get_cpu_capability()}"
 
@@ -158,7 +158,7 @@ def main():
     if args.child:
         return child(args.child, args.depths[0], args.device, args.steps, args.eval_batch)
     sys.path.insert(0, str(ROOT))
-    from tinyresnet import blas
+    from tinyresnet.cpu import machine
     from tinyresnet.device import DeviceError, xp_for
     try:
         xp_for(args.device)
@@ -166,7 +166,7 @@ def main():
         sys.exit(f"benchmarks/step.py: {e}")
     print(f"device={args.device}, float32; training step at batch {BATCH} (median of {args.steps} steps), "
           f"evaluation at batch {args.eval_batch}; {args.pairs} alternating pairs of child processes, "
-          f"median (range) over the pairs; CPU: {blas.cpu()}")
+          f"median (range) over the pairs; CPU: {machine.cpu()}")
     for depth in args.depths:
         ours, theirs = [], []
         for _ in range(args.pairs):
@@ -186,7 +186,7 @@ def main():
             print(f"kernels: tinyresnet on {ours[0]['kernels']}; {theirs[0]['kernels']}")
             if "no AVX-512" in ours[0]["kernels"] and "AVX512" in theirs[0]["kernels"]:
                 print("  warning: PyTorch ran AVX-512 kernels and NumPy did not, so the ratios below compare "
-                      "vector widths as much as code.", blas.narrower_than_cpu_note() or "",
+                      "vector widths as much as code.", machine.narrower_than_cpu_note() or "",
                       "\n  PyTorch can be held to AVX2 instead: "
                       "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2")
         print(f"ResNet-{depth}")

@@ -163,13 +163,24 @@ def solutions_table():
     return "\n".join(rows)
 
 
+def lesson_list():
+    """The short list of the repository's README.md: each lesson, what it teaches, its run time."""
+    rows = ["| lesson | what you learn | run time (2-core CPU) |", "|---|---|---|"]
+    rows += [f"| [{lesson.notebook}](lessons/{lesson.notebook}.ipynb) | {lesson.teaches} | {lesson.run_time} |"
+             for lesson in LESSONS]
+    return "\n".join(rows)
+
+
 def with_table(text, table):
-    """text with the part between BEGIN and END replaced by table."""
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    return f"{text[:start]}\n{table}\n{text[end:]}"
+    """text with the part between its generated-table markers replaced by table."""
+    begin, end = next((b, e) for b, e in MARKERS if b in text)
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    return f"{text[:start]}\n{table}\n{text[stop:]}"
 
 
-README_TABLES = {HERE / "README.md": lessons_table, HERE / "solutions" / "README.md": solutions_table}
+MARKERS = [(BEGIN, END), ("<!-- lesson list: written by `python lessons/lesson_map.py` -->", "<!-- end of lesson list -->")]
+README_TABLES = {HERE / "README.md": lessons_table, HERE / "solutions" / "README.md": solutions_table,
+                 ROOT / "README.md": lesson_list}
 
 
 if __name__ == "__main__":

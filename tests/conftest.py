@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tinyresnet.cpu
 from tinyresnet import Tensor
 from tinyresnet import device as devices
 
@@ -76,3 +77,17 @@ def host(a):
 def pytest_configure(config):
     for marker, description in marker_descriptions().items():
         config.addinivalue_line("markers", f"{marker}: {description}")
+
+
+@pytest.fixture(autouse=True)
+def core_definitions():
+    """Every test starts with the core's plain definitions in place. A test that installs the CPU
+    speed wing (a training run does, so do the `installed` tests) has it taken out again after."""
+    with tinyresnet.cpu.definitions():
+        yield
+
+
+@pytest.fixture
+def installed():
+    """The CPU speed wing installed for this test (tinyresnet.cpu.install)."""
+    tinyresnet.cpu.install()

@@ -5,9 +5,7 @@ from . import functional, nn, optim
 from .autograd import Tensor, is_grad_enabled, no_grad
 from .device import DeviceError, gpu_available
 from .gradcheck import GradcheckError, gradcheck
-from .memory import keep_freed_memory  # an explicit call: importing changes nothing (memory.py)
 from .nn import manual_seed
 
 __all__ = ["Tensor", "no_grad", "is_grad_enabled", "gradcheck", "GradcheckError",
-           "functional", "nn", "optim", "manual_seed", "gpu_available", "DeviceError",
-           "keep_freed_memory"]
+           "functional", "nn", "optim", "manual_seed", "gpu_available", "DeviceError"]

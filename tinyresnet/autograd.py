@@ -20,8 +20,7 @@ import contextlib
 
 import numpy as np
 
-from .device import device_of, same_device, to_device, xp_of
-from .elementwise import positive_part, relu_grad
+from .device import as_float, device_of, same_device, to_device, xp_of
 
 _grad_enabled = True
 
@@ -166,13 +165,17 @@ class Tensor:
                 raise RuntimeError(f"backward() without a gradient needs a scalar, got shape "
                                    f"{self.shape}; pass grad= of the same shape")
             grad = xp_of(self.data).ones_like(self.data)
+        grad = grad.data if isinstance(grad, Tensor) else grad
+        if getattr(grad, "shape", None) != self.data.shape:
+            raise ValueError(f"backward(grad): grad must have the tensor's shape {self.shape}, "
+                             f"got {getattr(grad, 'shape', type(grad).__name__)}")
         order = topological_order(self)
         released = next((node for node in order if node._op and node._backward is None), None)
         if released is not None:
             raise RuntimeError(f"backward() called twice through the same graph (at a {released._op!r} "
                                "node): the graph is released after the first backward; recompute the "
                                "forward pass, or pass retain_graph=True to the first backward()")
-        grads = {id(self): grad.data if isinstance(grad, Tensor) else grad}  # dLoss/dnode, this pass
+        grads = {id(self): grad}  # dLoss/dnode, this pass
         for node in reversed(order):  # every node after all the nodes that use it
             g = grads.pop(id(node), None)
             if g is None:
@@ -282,8 +285,8 @@ class Tensor:
 
     def relu(self):
         """max(x, 0); relu'(x) is 1 where the output is positive, else 0."""
-        out = positive_part(self.data)  # xp.maximum(self.data, 0), faster (elementwise.py)
-        return Tensor.from_op(out, (self,), lambda g: (relu_grad(g, out),), "relu")  # g * (out > 0)
+        out = relu_forward(as_float(self.data))
+        return Tensor.from_op(out, (self,), lambda g: (relu_backward(g, out),), "relu")
 
     def __getitem__(self, index):
         """Basic slicing, e.g. x[:, :, ::2, ::2]; the gradient lands back in place."""
@@ -294,6 +297,17 @@ class Tensor:
             full[index] = g
             return (full,)
         return Tensor.from_op(self.data[index], (self,), backward, "getitem")
+
+
+def relu_forward(a):
+    """max(a, 0), elementwise."""
+    return xp_of(a).maximum(a, 0)
+
+
+def relu_backward(g, out):
+    """g * (out > 0): the gradient passes where the output was positive, and stops elsewhere.
+    (The CPU speed wing, tinyresnet/cpu/relu.py, puts faster versions of both in place.)"""
+    return g * (out > 0)
 
 
 class HookHandle:

@@ -7,18 +7,14 @@ and the upstream gradient as g2: (N*Ho*Wo, K):
     weight grad:   dw2 = colsᵀ @ g2
     input grad:    dx  = col2im(g2 @ w2ᵀ)
 
-The three functions below are exactly these definitions (backward_definition
-only pairs the two gradients, as conv2d's backward pass wants them). conv2d
-runs them on a GPU, where one big product keeps the device busy. On a CPU it
-runs `fastconv`'s versions, which compute the same numbers a few images at a
-time, in cache, on every core, and never keep cols (9x the input) for the
-backward pass; tests/test_conv.py checks that they equal the definitions.
+conv2d's forward and backward passes call `forward` and `backward` below, which
+are exactly these definitions (backward only pairs the two gradients). The CPU
+speed wing (tinyresnet/cpu/conv.py) computes the same numbers a few images at a
+time, in cache, on every core; tinyresnet.cpu.install() puts its versions in
+the place of these two names, and tests/cpu/ checks that they are equal.
 """
-import numpy as np
-
-from . import fastconv
 from .autograd import Tensor
-from .device import same_device, xp_of
+from .device import same_device
 from .im2col import col2im, fold_kernel, im2col, output_size, unfold_grad, unfold_kernel
 
 
@@ -26,13 +22,12 @@ def conv2d(x, w, stride=1, padding=0):
     """Cross-correlate x: (N, C, H, W) with w: (K, C, R, S) -> (N, K, Ho, Wo)."""
     same_device(x.data, w.data, op="conv2d")
     _check_shapes(x.shape, w.shape, stride, padding)
-    forward, backward = algorithm(xp_of(x.data))
     out = forward(x.data, w.data, stride, padding)
     return Tensor.from_op(out, (x, w), lambda g: backward(x.data, g, w.data, stride, padding, x.requires_grad),
                           "conv2d")
 
 
-def forward_definition(x, w, stride, padding):
+def forward(x, w, stride, padding):
     """out = im2col(x) @ w2, as (N, K, Ho, Wo) (laid out channels-last, as the product gives it)."""
     n, c, h, wid = x.shape
     k, _, r, s = w.shape
@@ -41,31 +36,22 @@ def forward_definition(x, w, stride, padding):
     return out.reshape(n, ho, wo, k).transpose(0, 3, 1, 2)
 
 
-def weight_grad_definition(x, g, w_shape, stride, padding):
+def weight_grad(x, g, w_shape, stride, padding):
     """dw = im2col(x)ᵀ @ g2, folded back to the kernel's shape (K, C, R, S)."""
     k, c, r, s = w_shape
     dw2 = im2col(x, (r, s), stride, padding).T @ unfold_grad(g)
     return fold_kernel(dw2, w_shape)
 
 
-def input_grad_definition(g, w, x_shape, stride, padding):
+def input_grad(g, w, x_shape, stride, padding):
     """dx = col2im(g2 @ w2ᵀ): each patch's share of the gradient, added back where it came from."""
     return col2im(unfold_grad(g) @ unfold_kernel(w).T, x_shape, w.shape[2:], stride, padding)
 
 
-def backward_definition(x, g, w, stride, padding, need_dx=True):
+def backward(x, g, w, stride, padding, need_dx=True):
     """(dx, dw): both gradients by their definitions (dx is None when x needs none)."""
-    dx = input_grad_definition(g, w, x.shape, stride, padding) if need_dx else None
-    return dx, weight_grad_definition(x, g, w.shape, stride, padding)
-
-
-DEFINITION = (forward_definition, backward_definition)
-
-
-def algorithm(xp):
-    """(forward, backward) for arrays of module xp: the definitions, or on a CPU fastconv's
-    equal but faster versions. This is the one place that chooses."""
-    return fastconv.ALGORITHM if xp is np and fastconv.ENABLED else DEFINITION
+    dx = input_grad(g, w, x.shape, stride, padding) if need_dx else None
+    return dx, weight_grad(x, g, w.shape, stride, padding)
 
 
 def _check_shapes(x_shape, w_shape, stride, padding):

@@ -128,6 +128,12 @@ def same_device(*arrays, op="op"):
     return devices.pop()
 
 
+def as_float(array):
+    """array itself if it holds floats, else a float32 copy: integers (uint8 pixels, np.arange)
+    fed to a float formula must not come out as integers."""
+    return array if array.dtype.kind == "f" else array.astype("float32")
+
+
 def channels_last_zeros(xp, shape, dtype):
     """Zeros indexed as (N, C, H, W), laid out in memory as (N, H, W, C).
 

@@ -9,7 +9,7 @@ that gives the learner's numbers.
 import numpy as np
 
 from tinyresnet import Tensor, gradcheck
-from tinyresnet.conv import backward_definition, forward_definition
+from tinyresnet.conv import backward, forward
 from tinyresnet.im2col import col2im, im2col, output_size, unfold_kernel
 
 from .harness import Mismatch, case, check, returned
@@ -225,7 +225,7 @@ def forward_slip_in_shape(mine_shape, x_shape, w_shape, stride, padding):
 
 def forward_slip_in_values(mine, x, w, stride, padding):
     """The hint for a conv2d_forward output of the right shape and wrong numbers."""
-    expected = forward_definition(x, w, stride, padding)
+    expected = forward(x, w, stride, padding)
     n, k, ho, wo = expected.shape
     if _close(mine, expected.transpose(0, 2, 3, 1).reshape(n, k, ho, wo)):
         return ("you reshaped the product straight to (N, K, Ho, Wo). Its rows are the output pixels "
@@ -246,7 +246,7 @@ def check_conv2d_forward(conv2d_forward):
     for x_shape, w_shape, stride, padding in CONV_CONFIGS:
         where = conv_config(x_shape, w_shape, stride, padding)
         x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-        expected = forward_definition(x, w, stride, padding)
+        expected = forward(x, w, stride, padding)
         with case(where):
             mine = np.asarray(conv2d_forward(x.copy(), w.copy(), stride, padding))
         if mine.shape != expected.shape:
@@ -271,13 +271,13 @@ def _scrambled_g(g):
 
 def dw_slip(mine, x, w, g, stride, padding):
     """The hint for a wrong dw, or None when no usual slip gives it."""
-    dw = backward_definition(x, g, w, stride, padding)[1]
+    dw = backward(x, g, w, stride, padding)[1]
     dw2 = unfold_kernel(dw)                                   # (R*S*C, K), rows (r, s, c)
     if _close(mine, dw2.reshape(w.shape)) or _close(mine, dw2.T.reshape(w.shape)):
         return ("dw holds the right numbers in the wrong places: dw2 = cols.T @ g2 is (R*S*C, K) with rows "
                 "(r, s, c), and a plain reshape to (K, C, R, S) scrambles them. Fold it back with "
                 "dw2.reshape(R, S, C, K).transpose(3, 2, 0, 1).")
-    if _close(mine, backward_definition(x, _scrambled_g(g), w, stride, padding)[1]):
+    if _close(mine, backward(x, _scrambled_g(g), w, stride, padding)[1]):
         return G2_HINT
     return None
 
@@ -290,7 +290,7 @@ G2_HINT = ("g.reshape(-1, K) mixes filters and pixels, because g's axis 1 is the
 def dx_slip(mine, x, w, g, stride, padding):
     """The hint for a wrong dx, or None when no usual slip gives it."""
     k, c, r, s = w.shape
-    dx = backward_definition(x, g, w, stride, padding)[0]
+    dx = backward(x, g, w, stride, padding)[0]
     g2 = g.transpose(0, 2, 3, 1).reshape(-1, k)
     dcols = g2 @ unfold_kernel(w).T
     counts = col2im(np.ones_like(dcols), x.shape, (r, s), stride, padding)   # windows that read each pixel
@@ -298,7 +298,7 @@ def dx_slip(mine, x, w, g, stride, padding):
         return ("the pixels read by a single window are right, the pixels shared by overlapping windows "
                 "are not: the col2im that carries dcols back must ADD (+=) every window's share. "
                 "Run the my_col2im check above.")
-    if _close(mine, backward_definition(x, _scrambled_g(g), w, stride, padding)[0]):
+    if _close(mine, backward(x, _scrambled_g(g), w, stride, padding)[0]):
         return G2_HINT
     if _close(mine, col2im(g2 @ w.reshape(k, -1), x.shape, (r, s), stride, padding)):
         return ("w.reshape(K, -1) flattens each filter in the order (c, r, s), but the columns of cols "
@@ -309,7 +309,7 @@ def dx_slip(mine, x, w, g, stride, padding):
 def with_your_backward(conv2d_backward, stride, padding):
     """conv2d as a Tensor op whose forward is tinyresnet's definition and whose backward is yours."""
     def conv(x, w):
-        out = forward_definition(x.data, w.data, stride, padding)            # (N, K, Ho, Wo)
+        out = forward(x.data, w.data, stride, padding)            # (N, K, Ho, Wo)
 
         def backward(g):
             dx, dw = conv2d_backward(x.data.copy(), w.data.copy(), g.copy(), stride, padding)
@@ -324,8 +324,8 @@ def check_conv2d_backward(conv2d_backward):
     for x_shape, w_shape, stride, padding in CONV_GRAD_CONFIGS:
         where = conv_config(x_shape, w_shape, stride, padding)
         x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-        g = rng.standard_normal(forward_definition(x, w, stride, padding).shape)   # dLoss/dout
-        expected_dx, expected_dw = backward_definition(x, g, w, stride, padding)
+        g = rng.standard_normal(forward(x, w, stride, padding).shape)   # dLoss/dout
+        expected_dx, expected_dw = backward(x, g, w, stride, padding)
         with case(where):
             result = conv2d_backward(x.copy(), w.copy(), g.copy(), stride, padding)
             dx, dw = (np.asarray(a) for a in returned(result, "conv2d_backward",

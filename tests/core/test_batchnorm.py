@@ -41,69 +41,6 @@ def test_backward_training(shape, xp, rng):
               name=f"batch_norm training {shape}")
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_channels_last_input_gives_the_same_numbers(training, xp, rng):
-    """The nets store activations channels-last, where batch norm takes a faster path (per-channel
-    vectors tiled along long rows of memory); it must agree with the plain (N, C, H, W) path that
-    the gradient checks above see."""
-    from tinyresnet.device import channels_last_zeros
-    x, gamma, beta = inputs(xp, rng, (8, 4, 4, 4))
-    x_cl = channels_last_zeros(xp, x.shape, x.dtype)
-    x_cl[...] = x
-    g = xp.asarray(rng.standard_normal(x.shape))
-    results = []
-    for data in (xp.ascontiguousarray(x), x_cl):
-        xt, gt, bt = Tensor(data, requires_grad=True), Tensor(gamma, requires_grad=True), Tensor(beta, requires_grad=True)
-        mean, var = running_stats(xp, np.random.default_rng(1), 4)
-        out = batch_norm(xt, gt, bt, mean, var, training=training)
-        out.backward(g)
-        results.append([host(out), host(xt.grad), host(gt.grad), host(bt.grad), host(mean), host(var)])
-    for what, plain, fast in zip(["output", "dx", "dgamma", "dbeta", "running mean", "running var"], *results):
-        np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12,
-                                   err_msg=f"batch_norm {what} differs between a channels-last and a plain input")
-
-
-PASSES = ["statistics", "normalize", "gradient_sums", "input_gradient"]
-
-
-@pytest.mark.parametrize("shape", [(8, 4, 4, 4), (3, 16, 5, 7)], ids=["8x4x4x4", "3x16x5x7"])
-@pytest.mark.parametrize("blocks", ["one block", "a block per row"])
-@pytest.mark.parametrize("part", PASSES)
-def test_fast_passes_equal_the_definitions(part, blocks, shape, rng, monkeypatch):
-    """fastbatchnorm (blocks of channels-last memory, on every core) must give the numbers of
-    batchnorm.py's four passes as they read."""
-    from tinyresnet import batchnorm, fastbatchnorm, parallel
-    from tinyresnet.device import channels_last_zeros
-    if blocks == "a block per row":
-        monkeypatch.setattr(parallel, "BLOCK_FLOATS", 1)
-
-    def stored(values):
-        a = channels_last_zeros(np, shape, np.float64)
-        a[...] = values
-        return a
-    x, g = stored(rng.standard_normal(shape) * 2 + 1), stored(rng.standard_normal(shape))
-    c = shape[1]
-    vec = lambda: rng.standard_normal(c)  # noqa: E731
-    args = {"statistics": (x,), "normalize": (x, vec(), vec()), "gradient_sums": (g, x),
-            "input_gradient": (g, x, vec(), vec(), vec())}[part]
-    fast, plain = getattr(fastbatchnorm, part)(np, *args), getattr(batchnorm, part)(np, *args)
-    if not isinstance(fast, tuple):
-        fast, plain = (fast,), (plain,)
-    for i, (got, want) in enumerate(zip(fast, plain)):
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12,
-                                   err_msg=f"fastbatchnorm.{part} differs from batchnorm.{part} "
-                                           f"(output {i}, shape {shape}, {blocks})")
-
-
-def test_cpu_runs_the_fast_passes_only_on_channels_last_arrays(rng):
-    from tinyresnet import batchnorm
-    from tinyresnet.device import channels_last_zeros
-    stored_cl = channels_last_zeros(np, (2, 3, 4, 4), np.float32)
-    assert batchnorm.passes(np, stored_cl) is batchnorm.FAST
-    assert batchnorm.passes(np, stored_cl, np.zeros((2, 3, 4, 4))) is batchnorm.DEFINITION
-    assert batchnorm.passes(object(), stored_cl) is batchnorm.DEFINITION  # any other array module (CuPy)
-
-
 def test_backward_eval(xp, rng):
     x, gamma, beta = inputs(xp, rng)
     mean, var = running_stats(xp, rng, 3)

@@ -2,18 +2,18 @@
 
 conv2d is checked against a slow, obviously-correct loop, its backward pass
 with gradcheck, im2col/col2im against each other (col2im must be the adjoint
-of im2col), the CPU's fast path (fastconv.py) against the definitions in
-conv.py, and everything against PyTorch when it is installed.
+of im2col), and everything against PyTorch when it is installed. The CPU speed
+wing's versions are held equal to these definitions in tests/cpu/test_fast_conv.py.
 """
 import numpy as np
 import pytest
 
 from tinyresnet import Tensor, gradcheck
-from tinyresnet import conv, fastconv
 from tinyresnet.functional import conv2d
 from tinyresnet.im2col import col2im, im2col, output_size
 
 from conftest import host
+from conv_shapes import CONFIGS, config_id
 
 pytestmark = pytest.mark.conv
 
@@ -33,24 +33,6 @@ def reference_conv2d(x, w, stride, padding):
                     patch = xpad[b, :, i * stride:i * stride + r, j * stride:j * stride + s]
                     out[b, f, i, j] = (patch * w[f]).sum()
     return out
-
-
-# (N, C, H, W), (K, C, R, S), stride, padding
-CONFIGS = [
-    ((2, 3, 5, 5), (4, 3, 3, 3), 1, 1),
-    ((1, 1, 7, 5), (2, 1, 3, 3), 2, 0),      # non-square input, stride 2
-    ((2, 3, 8, 8), (4, 3, 3, 3), 2, 1),      # the ResNet downsampling conv
-    ((2, 2, 6, 6), (3, 2, 1, 1), 1, 0),      # 1x1 kernel
-    ((1, 3, 5, 7), (2, 3, 5, 5), 1, 2),      # big kernel, padding 2
-    ((2, 3, 6, 5), (4, 3, 3, 2), 1, 1),      # non-square kernel
-    ((2, 16, 4, 4), (8, 16, 3, 3), 1, 1),    # many channels
-    ((2, 3, 6, 6), (4, 3, 3, 3), 1, 0),      # no padding: the output is smaller than the input
-]
-
-
-def config_id(cfg):
-    xs, ws, stride, padding = cfg
-    return f"x{xs}-w{ws}-s{stride}-p{padding}".replace(" ", "")
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=config_id)
@@ -92,71 +74,6 @@ def test_backward(cfg, xp, rng):
     w = xp.asarray(rng.standard_normal(w_shape))
     gradcheck(lambda x, w: conv2d(x, w, stride, padding), x, w, max_checks=32,
               name=f"conv2d {config_id(cfg)}")
-
-
-@pytest.fixture(params=["one chunk", "a chunk per image"])
-def chunking(request, monkeypatch):
-    """fastconv's chunks: the whole (tiny) batch in one, or one image each (then they run on threads)."""
-    if request.param == "a chunk per image":
-        monkeypatch.setattr(fastconv, "CHUNK_BYTES", 1)
-    return request.param
-
-
-@pytest.mark.parametrize("part", ["forward", "weight_grad", "input_grad"])
-@pytest.mark.parametrize("cfg", CONFIGS, ids=config_id)
-def test_fast_path_equals_the_definition(cfg, part, chunking, rng):
-    """fastconv (the CPU's chunked, threaded, flipped-kernel versions) must give the numbers of
-    conv.py's definitions: out = cols @ w2, dw2 = colsᵀ @ g2, dx = col2im(g2 @ w2ᵀ)."""
-    x_shape, w_shape, stride, padding = cfg
-    k, c, r, s = w_shape
-    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-    ho, wo = output_size(x_shape[2], r, stride, padding), output_size(x_shape[3], s, stride, padding)
-    g = rng.standard_normal((x_shape[0], k, ho, wo))
-    args = {"forward": (x, w, stride, padding), "weight_grad": (x, g, w_shape, stride, padding),
-            "input_grad": (g, w, x_shape, stride, padding)}[part]
-    fast, definition = getattr(fastconv, part), getattr(conv, f"{part}_definition")
-    np.testing.assert_allclose(fast(*args), definition(*args), rtol=1e-10, atol=1e-10,
-                               err_msg=f"fastconv.{part} differs from conv.{part}_definition for "
-                                       f"{config_id(cfg)} ({chunking})")
-
-
-@pytest.mark.parametrize("need_dx", [True, False], ids=["dx and dw", "dw only"])
-@pytest.mark.parametrize("cfg", CONFIGS, ids=config_id)
-def test_fast_backward_equals_the_definitions(cfg, need_dx, chunking, rng):
-    """fastconv.backward (which, at stride 1, reads both gradients off one unfolding of g) must
-    give conv.py's dx = col2im(g2 @ w2ᵀ) and dw2 = colsᵀ @ g2."""
-    x_shape, w_shape, stride, padding = cfg
-    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-    ho = output_size(x_shape[2], w_shape[2], stride, padding)
-    wo = output_size(x_shape[3], w_shape[3], stride, padding)
-    g = rng.standard_normal((x_shape[0], w_shape[0], ho, wo))
-    fast = fastconv.backward(x, g, w, stride, padding, need_dx)
-    definition = conv.backward_definition(x, g, w, stride, padding, need_dx)
-    for name, got, want in zip(("dx", "dw"), fast, definition):
-        if want is None:
-            assert got is None, f"fastconv.backward returned a {name} that was not asked for"
-            continue
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10,
-                                   err_msg=f"fastconv.backward's {name} differs from the definition "
-                                           f"for {config_id(cfg)} ({chunking}); at stride 1 it is read "
-                                           "off the unfolded g, with the kernel offsets flipped")
-
-
-def test_cpu_runs_the_fast_path_and_a_gpu_the_definitions():
-    assert conv.algorithm(np) == fastconv.ALGORITHM
-    assert conv.algorithm(object()) == conv.DEFINITION  # any other array module (CuPy)
-
-
-def test_float32_stays_float32_on_the_fast_path(rng):
-    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
-    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    g = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
-    for part, out in [("forward", fastconv.forward(x, w, 1, 1)),
-                      ("weight_grad", fastconv.weight_grad(x, g, w.shape, 1, 1)),
-                      ("input_grad", fastconv.input_grad(g, w, x.shape, 1, 1)),
-                      ("backward's dx", fastconv.backward(x, g, w, 1, 1)[0]),
-                      ("backward's dw", fastconv.backward(x, g, w, 1, 1)[1])]:
-        assert out.dtype == np.float32, f"fastconv.{part} returned {out.dtype} for float32 inputs"
 
 
 def test_pixels_no_window_reaches_get_zero_gradient(xp, rng):

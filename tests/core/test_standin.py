@@ -258,7 +258,8 @@ def test_three_iterations_train_on_the_device_and_read_it_once_per_window(xp, tm
 # ------------------------------------------------------------ the package leaves the allocator alone
 
 def test_importing_tinyresnet_does_not_change_the_allocator():
-    """mallopt lasts for the whole process (a Jupyter kernel): only an explicit keep_freed_memory() calls it."""
+    """mallopt lasts for the whole process (a Jupyter kernel): only an explicit tinyresnet.cpu.install()
+    (through memory.keep_freed_memory) calls it."""
     code = textwrap.dedent("""
         import ctypes, sys
         calls = []
@@ -269,9 +270,10 @@ def test_importing_tinyresnet_does_not_change_the_allocator():
             return real(name, *args, **kwargs)
         ctypes.CDLL = spy
         import tinyresnet, tinyresnet.functional, tinyresnet.models, tinyresnet.data, tinyresnet.train
+        import tinyresnet.cpu
         assert not calls, f"importing tinyresnet opened {calls} (mallopt)"
-        tinyresnet.keep_freed_memory()
-        assert calls, "keep_freed_memory() did not reach libc"
+        tinyresnet.cpu.install()
+        assert calls, "install() did not reach libc (keep_freed_memory)"
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

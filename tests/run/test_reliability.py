@@ -219,7 +219,7 @@ def test_help_and_readme_say_how_to_extend_a_run(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert "extend" in help_text and "--resume" in help_text and "50% and 75% of the new length" in help_text
     readme = (ROOT / "README.md").read_text()
-    assert "## Extending a run" in readme and "--resume --epochs" in readme
+    assert "--resume --epochs N` extends a finished run" in readme
 
 
 # ---------------------------------------------------------------- 9. leftovers and small messages

@@ -126,11 +126,11 @@ def test_val_split_is_used_as_the_test_columns(fake, tmp_path, monkeypatch, caps
 
 def test_first_lines_say_when_openblas_is_held_below_the_cpu(fake, tmp_path, monkeypatch, capsys):
     """A CPU run whose BLAS is pinned to narrower kernels than the CPU has says so, with the fix."""
-    from tinyresnet import blas
-    monkeypatch.setattr(blas, "narrower_than_cpu_note", lambda: "OPENBLAS_CORETYPE=Haswell makes ...")
+    from tinyresnet.cpu import machine
+    monkeypatch.setattr(machine, "narrower_than_cpu_note", lambda: "OPENBLAS_CORETYPE=Haswell makes ...")
     train.main(tiny(fake, tmp_path / "pinned", "--iterations", "1", quiet=False))
     assert "note: OPENBLAS_CORETYPE=Haswell" in capsys.readouterr().out
-    monkeypatch.setattr(blas, "narrower_than_cpu_note", lambda: None)
+    monkeypatch.setattr(machine, "narrower_than_cpu_note", lambda: None)
     train.main(tiny(fake, tmp_path / "free", "--iterations", "1", quiet=False))
     assert "OPENBLAS_CORETYPE" not in capsys.readouterr().out
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cpu import machine
 from ..device import xp_for
 from .atomic import atomic_write, naming, sweep
 from .console import warn
@@ -301,4 +302,4 @@ def _device_name(device):
         cuda = xp_for(device).cuda
         name = cuda.runtime.getDeviceProperties(cuda.Device().id)["name"]
         return name.decode() if isinstance(name, bytes) else str(name)
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    return machine.cpu()

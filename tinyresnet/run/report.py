@@ -9,7 +9,7 @@ import math
 import sys
 import time
 
-from .. import blas
+from ..cpu import machine
 from ..data import DataError
 from ..device import DeviceError
 from .checkpoint import CheckpointError
@@ -29,7 +29,7 @@ def introduction(state):
                      "are measured on them, not on the test set")
     if state.iteration:
         lines.append(f"resuming at iteration {state.iteration} (epoch {state.epoch})")
-    note = blas.narrower_than_cpu_note() if r.device == "cpu" else None
+    note = machine.narrower_than_cpu_note() if r.device == "cpu" else None
     if note:
         lines.append(f"note: {note}")
     lines.append(f"writing to {state.out}/")

@@ -1,11 +1,11 @@
-"""The convolution of conv.py, faster on a CPU: the same numbers, a few images at a time.
+"""The convolution of tinyresnet/conv.py, faster on a CPU: the same numbers, a few images at a time.
 
-conv.py's definitions unfold the whole batch at once: at ResNet-CIFAR's largest
+The core's definitions unfold the whole batch at once: at ResNet-CIFAR's largest
 layer, cols is a (131072, 144) matrix, 75 MB, written to memory by im2col and
 read back by the product, and kept for the weight gradient. Here a chunk of a
 few images (CHUNK_BYTES of unfolded patches: 4 images of 32×32×16) is unfolded
 into a buffer that stays in the core's cache and multiplied at once; the
-chunks run on all cores (parallel.py). Nothing is kept between forward and
+chunks run on all cores (threads.py). Nothing is kept between forward and
 backward: the backward pass unfolds again, chunk by chunk, which is cheaper
 than storing 9× the input.
 
@@ -30,11 +30,10 @@ import math
 
 import numpy as np
 
-from .device import channels_last_zeros
-from .im2col import col2im, fold_kernel, output_size, patches, unfold_kernel
-from .parallel import map_chunks, scratch
+from ..device import channels_last_zeros
+from ..im2col import col2im, fold_kernel, output_size, patches, unfold_kernel
+from .threads import map_chunks, scratch
 
-ENABLED = True     # False: conv2d runs conv.py's definitions on the CPU too
 CHUNK_BYTES = 4096 * 144 * 4  # unfolded patches per chunk, 2.4 MB: they stay in cache (a smaller
                               # chunk costs more calls, a larger one spills; measured on ResNet-56)
 
@@ -107,9 +106,6 @@ def backward(x, g, w, stride, padding, need_dx=True):
         return gcols.T @ x2[start:stop].reshape(len(gcols), -1)
     dw_flipped = sum(map_chunks(chunk, n, per_chunk)).reshape(r, s, k, c)
     return dx.transpose(0, 3, 1, 2), np.ascontiguousarray(dw_flipped[::-1, ::-1].transpose(2, 3, 0, 1))
-
-
-ALGORITHM = (forward, backward)
 
 
 def _correlate_padded(g, w, pad_h, pad_w):

@@ -1,7 +1,7 @@
 """Keep freed memory for reuse instead of handing it back to the operating system.
 
 A training step allocates the same large arrays every time (the unfolded
-matrices alone are ~75 MB per layer at batch 128) and frees them at the end.
+matrices of the core's convolution, see cpu/conv.py) and frees them at the end.
 By default glibc serves such large requests with fresh pages from the kernel
 and returns them on free; the kernel must then zero every page on first
 touch, which made im2col ~1.7x slower here (29 ms against 17 ms). Raising
@@ -9,13 +9,9 @@ glibc's mmap and trim thresholds makes freed blocks stay in the heap, so the
 next step reuses them.
 
 PyTorch does the same with its caching allocators. This changes no numbers,
-only speed. It is one explicit call, never a side effect of `import tinyresnet`:
-the setting lasts for the whole process (a learner's Jupyter kernel included),
-so the code that wants the speed says so. Training (`tinyresnet.train`) and
-the benchmarks call it first thing:
-
-    from tinyresnet.memory import keep_freed_memory
-    keep_freed_memory()
+only speed. It is one explicit call, never a side effect of an import: the
+setting lasts for the whole process (a learner's Jupyter kernel included), so
+the code that wants the speed says so, through tinyresnet.cpu.install().
 
 Set TINYRESNET_KEEP_MEMORY=0 to make the call leave the allocator alone. It
 tunes the host's allocator only; on the GPU, CuPy keeps freed device memory

@@ -1,6 +1,9 @@
-"""Which kernels NumPy's BLAS multiplies matrices with, on this CPU.
+"""The machine a run or a timing is on: its CPU, its cores, and the kernels NumPy's BLAS runs.
 
-Most of a CPU training step is matrix products (fastconv.py), and
+One source for these facts: the speed wing sizes its thread pool by CORES, and the run
+folder (config.json) and the benchmarks describe the machine with cpu() and kernels().
+
+Most of a CPU training step is matrix products (conv.py), and
 OpenBLAS, NumPy's BLAS, picks its kernels for the CPU it finds when it loads.
 The environment variable OPENBLAS_CORETYPE overrides that choice. Set to an
 older core than the machine's (some of this kit's development machines set
@@ -13,7 +16,8 @@ against it should say which ones each side ran, and on which CPU (cpu()).
 import os
 import platform
 
-from .parallel import THREADS  # the cores this process may run on
+# the cores this process may run on (a run pinned with taskset sees its own)
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 AVX512_CORES = {"skylakex", "cooperlake", "sapphirerapids"}  # OpenBLAS's names for AVX-512 kernels
 
@@ -48,7 +52,7 @@ def cpu(cpuinfo="/proc/cpuinfo"):
     name = fields.get("model name") or platform.processor() or "unknown CPU"
     flags = fields.get("flags", "").split()
     width = "AVX-512" if "avx512f" in flags else "AVX2 (no AVX-512)" if "avx2" in flags else None
-    return ", ".join(part for part in (name, f"{THREADS} cores", width) if part)
+    return ", ".join(part for part in (name, f"{CORES} cores", width) if part)
 
 
 def _cpu_has_avx512(cpuinfo):

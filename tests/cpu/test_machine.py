@@ -1,9 +1,9 @@
-"""blas.py: which kernels NumPy's BLAS runs, and the hint when OPENBLAS_CORETYPE holds it below the CPU."""
+"""tinyresnet/cpu/machine.py: which kernels NumPy's BLAS runs, and the hint when OPENBLAS_CORETYPE holds it below the CPU."""
 import builtins
 
 import pytest
 
-from tinyresnet import blas
+from tinyresnet.cpu import machine
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def test_note_only_when_openblas_is_pinned_below_the_cpu(core, flags, hinted, cp
         monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
     else:
         monkeypatch.setenv("OPENBLAS_CORETYPE", core)
-    note = blas.narrower_than_cpu_note(cpuinfo(flags))
+    note = machine.narrower_than_cpu_note(cpuinfo(flags))
     assert (note is not None) == hinted, f"OPENBLAS_CORETYPE={core}, CPU flags {flags!r}: note {note!r}"
     if hinted:
         assert "OPENBLAS_CORETYPE=Haswell" in note and "env -u OPENBLAS_CORETYPE" in note
@@ -34,16 +34,16 @@ def test_note_only_when_openblas_is_pinned_below_the_cpu(core, flags, hinted, cp
 
 def test_no_note_where_the_cpu_cannot_be_read(monkeypatch, tmp_path):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
-    assert blas.narrower_than_cpu_note(str(tmp_path / "no such file")) is None
+    assert machine.narrower_than_cpu_note(str(tmp_path / "no such file")) is None
 
 
 def test_kernels_names_the_architecture_threadpoolctl_reports(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     fake = [{"user_api": "blas", "internal_api": "openblas", "version": "0.3.31", "architecture": "SkylakeX"}]
     monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: fake)
-    assert blas.kernels() == "openblas 0.3.31, SkylakeX kernels (AVX-512)"
+    assert machine.kernels() == "openblas 0.3.31, SkylakeX kernels (AVX-512)"
     fake[0]["architecture"] = "Haswell"
-    assert blas.kernels() == "openblas 0.3.31, Haswell kernels (no AVX-512)"
+    assert machine.kernels() == "openblas 0.3.31, Haswell kernels (no AVX-512)"
 
 
 def test_kernels_without_threadpoolctl_says_how_to_see_them(monkeypatch):
@@ -54,7 +54,7 @@ def test_kernels_without_threadpoolctl_says_how_to_see_them(monkeypatch):
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
     monkeypatch.setattr(builtins, "__import__", no_threadpoolctl)
-    assert "pip install threadpoolctl" in blas.kernels()
+    assert "pip install threadpoolctl" in machine.kernels()
 
 
 @pytest.mark.parametrize("flags, width", [
@@ -67,7 +67,7 @@ def test_cpu_names_the_model_the_cores_and_the_vector_width(flags, width, tmp_pa
     # two processors: only the first one's lines are read
     path.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu {flags}\n\n"
                     "processor\t: 1\nmodel name\t: another name\nflags\t\t: fpu\n")
-    described = blas.cpu(str(path))
+    described = machine.cpu(str(path))
     assert described.startswith("AMD EPYC, ") and " cores" in described, described
     if width:
         assert described.endswith(", " + width), f"CPU flags {flags!r}: {described!r}"
@@ -76,5 +76,5 @@ def test_cpu_names_the_model_the_cores_and_the_vector_width(flags, width, tmp_pa
 
 
 def test_cpu_still_says_something_where_cpuinfo_cannot_be_read(tmp_path):
-    described = blas.cpu(str(tmp_path / "no such file"))
+    described = machine.cpu(str(tmp_path / "no such file"))
     assert " cores" in described, described

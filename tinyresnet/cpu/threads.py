@@ -8,23 +8,22 @@ cores: threadpoolctl (optional) sets that while the chunks run. Without
 threadpoolctl, or on one core, the chunks run one after the other and BLAS
 threads each product itself.
 
-Chunks also keep work in cache: a few images' unfolded patches (about 1 MB)
-are multiplied while they are still in the core's cache, instead of writing
-the whole unfolded matrix (75 MB at ResNet-CIFAR's largest layer) to memory
-and reading it back.
+Chunks also keep work in cache: conv.py multiplies a few images' unfolded
+patches (conv.CHUNK_BYTES) while they are still in the core's cache, and the
+elementwise passes go over blocks of BLOCK_FLOATS.
 """
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from .machine import CORES as THREADS  # one thread per core this process may run on
 
 try:
     from threadpoolctl import ThreadpoolController
 except ImportError:  # optional: without it, chunks run one after the other
     ThreadpoolController = None
 
-THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 BLOCK_FLOATS = 131072  # 512 KB of float32: three arrays' blocks fit a core's 2 MB cache
 _pool, _blas, _local = None, None, threading.local()
 

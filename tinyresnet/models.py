@@ -83,9 +83,17 @@ class CifarResNet(Module):
         return self.fc(F.global_avg_pool(h))
 
     def __repr__(self):
-        kind = f"ResNet-{self.depth} (option {self.shortcut})" if self.residual else f"plain-{self.depth}"
+        kind = network_name(self.depth, self.residual, self.shortcut)
+        kind += f" (option {self.shortcut})" if self.residual and self.shortcut == "A" else ""
         without = "" if self.batch_norm else " without batch norm"
         return f"{kind}{without}: {self.num_parameters():,} parameters"
+
+
+def network_name(depth, residual, shortcut="A"):
+    """The paper's name of a CIFAR net, as in its figures: ResNet-20, ResNet-110 (B), plain-56."""
+    if not residual:
+        return f"plain-{depth}"
+    return f"ResNet-{depth}" + (" (B)" if shortcut == "B" else "")
 
 
 def blocks_per_stage(depth):

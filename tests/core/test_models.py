@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tinyresnet import Tensor, functional as F, manual_seed, no_grad
+from tinyresnet import Tensor, functional as F, manual_seed, models, no_grad
 from tinyresnet.models import BasicBlock, cifar_resnet
 from tinyresnet.nn import BatchNorm2d, Identity
 from tinyresnet.optim import SGD
@@ -188,3 +188,12 @@ def test_activations_and_gradients_stay_channels_last():
     loss.backward()
     plain = sorted({op for op, ok in layouts if not ok})
     assert layouts and not plain, f"the gradients reaching the outputs of {plain} are not channels-last"
+
+
+@pytest.mark.parametrize("depth, residual, shortcut, name", [
+    (20, True, "A", "ResNet-20"), (110, True, "B", "ResNet-110 (B)"), (56, False, "A", "plain-56")])
+def test_network_name_is_the_papers_and_every_label_uses_it(depth, residual, shortcut, name):
+    from tinyresnet.run.recipe import Recipe
+    assert models.network_name(depth, residual, shortcut) == name
+    assert Recipe(depth=depth, residual=residual, shortcut=shortcut).label == name
+    assert repr(models.cifar_resnet(depth, residual, shortcut)).startswith(name)

@@ -29,7 +29,8 @@ from ..cpu import machine
 from ..device import xp_for
 from .atomic import atomic_write, naming, sweep
 from .console import warn
-from .recipe import UsageError, command_line, run_label
+from ..models import network_name
+from .recipe import UsageError, command_line
 
 try:
     import fcntl
@@ -177,7 +178,7 @@ def label_of(run_dir):
         return config["label"]
     args = config.get("args", {})
     if "depth" in args:
-        return run_label(args["depth"], args.get("residual", True), args.get("shortcut", "A"))
+        return network_name(args["depth"], args.get("residual", True), args.get("shortcut", "A"))
     return _folder(run_dir).name
 
 

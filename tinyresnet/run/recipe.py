@@ -110,7 +110,7 @@ class Recipe:
     @property
     def label(self):
         """Legend name, as in the paper's figures: ResNet-20, plain-56, ResNet-110 (B)."""
-        return run_label(self.depth, self.residual, self.shortcut)
+        return models.network_name(self.depth, self.residual, self.shortcut)
 
     def total_iterations(self, batches_per_epoch):
         return self.iterations if self.iterations is not None else self.epochs * batches_per_epoch
@@ -143,12 +143,6 @@ EXPERIMENT = FIXED + LENGTH   # two runs with the same values here are the same 
 def run_name(depth, residual, shortcut="A"):
     kind = "resnet" if residual else "plain"
     return f"{kind}{depth}" + ("-B" if residual and shortcut == "B" else "")
-
-
-def run_label(depth, residual, shortcut="A"):
-    if not residual:
-        return f"plain-{depth}"
-    return f"ResNet-{depth}" + (" (B)" if shortcut == "B" else "")
 
 
 def _same(value, default):

@@ -70,12 +70,20 @@ def distinct_images(n, seed):
     return values.astype(np.float32).reshape(n, 3, 32, 32)
 
 
-def read_views(x, out):
+PAD_MODES = {  # np.pad's other modes, and what each puts around the image
+    "edge": "repeats the border pixels",
+    "reflect": "mirrors the image at its border",
+    "symmetric": "mirrors the image at its border",
+    "wrap": "brings back the pixels of the opposite side, as np.roll does",
+}
+
+
+def read_views(x, out, mode="constant"):
     """For every image of out: (kind, oy, ox), the window of its padded input x[i] that it is
-    (kind "right" or "mirrored"; any other VIEWS kind is a slip), or None where it is none of them."""
-    n, c, h, w = x.shape
-    padded = np.zeros((n, c, h + 2 * PAD, w + 2 * PAD), x.dtype)
-    padded[:, :, PAD:PAD + h, PAD:PAD + w] = x
+    (kind "right" or "mirrored"; any other VIEWS kind is a slip), or None where it is none of them.
+    mode: how x is padded, as np.pad's mode (the right one, "constant", pads with zeros)."""
+    n, h, w = len(x), *x.shape[2:]
+    padded = np.pad(x, ((0, 0), (0, 0), (PAD, PAD), (PAD, PAD)), mode=mode)
     windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))  # (N, C, 9, 9, h, w)
     found = [None] * n
     for kind, undo in VIEWS.items():
@@ -96,6 +104,10 @@ def not_a_view(x, out, i):
     if others:
         return (f"it is a window of image {others[0]}, not of image {i}: was the image axis (axis 0) padded "
                 "too, or the images reordered? Each output image comes from its own input image.")
+    for mode, what in PAD_MODES.items():
+        if read_views(x[i:i + 1], out[i:i + 1], mode) != [None]:
+            return (f"it is a window of the image padded with np.pad's mode={mode!r}, which {what}; the paper "
+                    "pads with zeros (after normalization, the average pixel): np.pad's default mode.")
     if not np.isin(out[i], np.append(x[i].ravel(), 0)).all():
         return ("it holds values that are neither pixels of the image nor 0: pad with zeros (after "
                 "normalization 0 is the average pixel) and copy pixels, do not compute new ones.")
@@ -108,7 +120,10 @@ def offsets_hint(axis, seen):
     if set(seen) == set(range(SHIFTS)):
         return None
     listed = ", ".join(map(str, sorted(set(seen))))
-    if max(seen) < SHIFTS - 1:
+    if max(seen) < SHIFTS - 1 and min(seen) > 0:
+        why = ("neither end of the padding was ever reached: pad by 4 on each side and draw the offsets from "
+               "0..8, rng.integers(0, 9, n) (a padding of p gives offsets 0..2p, which are 4 - p to 4 + p here).")
+    elif max(seen) < SHIFTS - 1:
         why = ("no window started at offset 8, so the 4 padded pixels on the "
                f"{'bottom' if axis == 'row' else 'right'} were never shown: rng.integers(low, high) excludes "
                "high, and a 32-pixel window fits at 9 offsets, 0..8, in a row of 40: draw "
@@ -119,7 +134,7 @@ def offsets_hint(axis, seen):
                "padded image's corner) to 8.")
     else:
         why = "every offset from 0 to 8 should occur, each about equally often."
-    return f"the {axis} offsets of the windows were only {listed}: {why}"
+    return f"the {axis} offsets of the windows (counted in the image padded by 4) were only {listed}: {why}"
 
 
 @check("my_augment", shape_hint=AUGMENT_SHAPE)

@@ -39,12 +39,16 @@ def augment_with(slip, x, rng):
     n, c, h, w = x.shape
     if slip == "pads every axis":
         padded = np.pad(x, 4)                                   # (N + 8, C + 8, 40, 40)
+    elif slip == "reflect padding":
+        padded = np.pad(x, ((0, 0), (0, 0), (4, 4), (4, 4)), mode="reflect")
+    elif slip == "pads 2":
+        padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)))
     elif slip == "float64 padding":
         padded = np.zeros((n, c, h + 8, w + 8))                 # no dtype: float64
         padded[:, :, 4:-4, 4:-4] = x
     else:
         padded = np.pad(x, ((0, 0), (0, 0), (4, 4), (4, 4)))
-    high = 8 if slip == "offsets 0..7" else 9
+    high = {"offsets 0..7": 8, "pads 2": 5}.get(slip, 9)
     if slip == "one crop for the batch":
         oy, ox = np.full(n, rng.integers(0, high)), np.full(n, rng.integers(0, high))
     elif slip == "np.random, not rng":
@@ -99,6 +103,22 @@ def test_the_solution_draws_as_the_library_does():
     assert np.array_equal(my_augment(x, np.random.default_rng(5)), augment(x, np.random.default_rng(5)))
 
 
+def test_the_library_passes(capsys):
+    ok, out = verdict(capsys, setup.check_augment, augment)
+    assert ok is True and "draw for draw the views of tinyresnet.data.augment" in out, out
+
+
+def test_rolled_images_are_named(capsys):
+    """np.roll shifts an image but brings back on one side what leaves the other."""
+    def my_augment(x, rng):
+        out = np.empty_like(x)
+        for i in range(len(x)):
+            dy, dx = rng.integers(-4, 5, 2)
+            out[i] = np.roll(x[i], (dy, dx), axis=(1, 2))
+        return out
+    rejects(capsys, setup.check_augment, my_augment, says=["mode='wrap'", "as np.roll does", "pads with zeros"])
+
+
 def test_other_draws_pass_and_are_told_apart(capsys):
     ok, out = verdict(capsys, setup.check_augment, per_image_draws)
     assert ok is True and out.startswith(PASSED), out
@@ -115,7 +135,7 @@ def test_a_stub_is_not_written_yet(capsys):
 @pytest.mark.parametrize("slip, says", [
     ("pads every axis", ["shape (128, 11, 32, 32)", "channels 3 -> 11 (padded too)",
                          "np.pad(x, 4) pads every axis"]),
-    ("offsets 0..7", ["row offsets of the windows were only 0, 1, 2, 3, 4, 5, 6, 7",
+    ("offsets 0..7", ["row offsets of the windows (counted in the image padded by 4) were only 0, 1, 2, 3, 4, 5, 6, 7",
                       "no window started at offset 8", "rng.integers(0, 9, n)"]),
     ("flips the rows", ["image 0 is a window of its padded image turned upside down", "the last axis: im[:, :, ::-1]"]),
     ("flips the channels", ["mirrored, with its colour channels reversed", "the colour channels stay in order"]),
@@ -125,6 +145,9 @@ def test_a_stub_is_not_written_yet(capsys):
     ("flips the input in place", ["changed its input x", "never write into x"]),
     ("returns the padded images", ["shape (128, 3, 40, 40)", "rows 32 -> 40", "those are the padded images"]),
     ("float64 padding", ["dtype is float64", "dtype=x.dtype"]),
+    ("reflect padding", ["padded with np.pad's mode='reflect'", "pads with zeros"]),
+    ("pads 2", ["row offsets of the windows (counted in the image padded by 4) were only 2, 3, 4, 5, 6",
+                "pad by 4 on each side"]),
     ("np.random, not rng", ["the same rng seed must give the same views", "not from np.random"]),
 ])
 def test_augment_rejects(capsys, slip, says):

@@ -50,8 +50,8 @@ def check_normalize(my_normalize):
 
 AUGMENT_SHAPE = ("x is (N, C, 32, 32); pad only the rows and columns (axes 2 and 3) by 4 (np.pad(x, 4) pads "
                  "every axis, the images and channels too): np.pad(x, ((0, 0), (0, 0), (4, 4), (4, 4))) is "
-                 "(N, C, 40, 40); then cut one 32x32 window "
-                 "per image, padded[i, :, oy:oy + 32, ox:ox + 32], and return (N, C, 32, 32).")
+                 "(N, C, 40, 40); then cut one 32x32 window per image, padded[i, :, oy:oy + 32, ox:ox + 32], "
+                 "and return (N, C, 32, 32).")
 SHIFTS = 2 * PAD + 1          # a 32-pixel window fits at 9 offsets, 0..8, in a 40-pixel padded row
 VIEWS = {  # how an image can come out of a window of its padded self; each undoes itself
     "right": lambda im: im,

@@ -68,7 +68,8 @@ class Lesson:
 
 
 LESSONS = (
-    Lesson("00_setup", "the kit, CPU or GPU, CIFAR-10: images, classes, mean image, augmentation",
+    Lesson("00_setup", "the kit, CPU or GPU, CIFAR-10: images, classes, the per-pixel mean and "
+           "normalization, the paper's augmentation (pad by 4, a random 32×32 crop, a random horizontal flip)",
            {"device": "choosing NumPy (cpu) or CuPy (gpu), and the errors for unusable devices",
             "data": "CIFAR-10 loading, normalization, augmentation and batching"}),
     Lesson("01_autograd", "computational graphs, reverse mode, topological order, accumulation, "

@@ -86,7 +86,9 @@ LESSONS = (
            "gradient checks need a random upstream gradient",
            {"batchnorm": "batch normalization (training and eval mode, running statistics)"}),
     Lesson("04_training", "softmax cross-entropy, its gradient and its stable computation; SGD, momentum, "
-           "weight decay, the step schedule; train a ResNet-20 with `train.run`",
+           "weight decay, the step schedule; your own training loop (`train_epoch`, `evaluate`); the "
+           "sanity check of overfitting one batch; a small conv net trained on 5,000 images, its curves "
+           "read against the test error's standard error",
            {"loss": "softmax cross-entropy",
             "optim": "SGD with momentum and weight decay, learning-rate schedules",
             "train": "the training loop"}),

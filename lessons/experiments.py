@@ -11,9 +11,9 @@ lists (depth, plain/residual, shortcut, batch size, lr, momentum, weight decay, 
 test subset, validation split, seed, and the length: epochs or iterations); the device, the
 data folder and the output folder are not part of it.
 
-The rest are small readers and figures used by the notebooks: final errors from a log,
-where a run came from, the paper's Fig. 6 layout (plain nets left, ResNets right), lesson 06's
-figure (each plain net beside the ResNet of its depth, then the last epochs of every seed), its
+The rest are small readers and figures used by the notebooks: final errors from a log, how far
+a run that may still be training has come (so_far), where a run came from, the paper's Fig. 6
+layout (plain nets left, ResNets right), lesson 06's figure (each plain net beside the ResNet of its depth, then the last epochs of every seed), its
 verdict on two final errors (their gap, its binomial standard error, and whether it exceeds
 ESTABLISHED_AT of them: the reference for the lesson's exercise), and the test images normalized
 exactly as a run's training normalized them.
@@ -90,6 +90,26 @@ def progress(run_dir):
 def is_finished(run_dir):
     done, total = progress(run_dir)
     return total is not None and done >= total
+
+
+def so_far(run_dir):
+    """How far a run has come, from its log as it stands (it may still be training): {"iteration",
+    "total", "epoch", "train_error", "finished", "test_error", "test_iteration"}, errors in percent,
+    test_error the last one measured and test_iteration where (both None before the first); None
+    when there is no row to read (no folder, no log, only its header, or a row being written)."""
+    try:
+        log = read_log(run_dir)
+    except RunFolderError:
+        return None
+    if not len(log["iteration"]):
+        return None
+    done, total = int(log["iteration"][-1]), read_config(run_dir).get("total_iterations")
+    measured = np.flatnonzero(np.isfinite(log["test_error"]))
+    last = measured[-1] if len(measured) else None
+    return {"iteration": done, "total": total, "epoch": int(log["epoch"][-1]) if "epoch" in log else None,
+            "train_error": float(log["train_error"][-1]), "finished": total is not None and done >= total,
+            "test_error": None if last is None else float(log["test_error"][last]),
+            "test_iteration": None if last is None else int(log["iteration"][last])}
 
 
 def _differences(wanted, saved):

@@ -107,8 +107,9 @@ LESSONS = (
            "norms and relative weight gradients layer by layer, with and without batch norm, at "
            "initialization and trained; reading intermediate gradients with hooks"),
     Lesson("09_imagenet_bottleneck", "the ImageNet ResNet-18/34/50/101/152 of Table 1: max pooling, the "
-           "bottleneck block, parameter counts, multiply-adds counted by forward hooks, one 224×224 "
-           "training step timed; ResNet-1202",
+           "bottleneck block, parameter counts (against torchvision's), multiply-adds counted by forward "
+           "hooks (against Table 1's FLOPs), one 224×224 training step timed; ResNet-1202's first step, "
+           "and why the paper warms up",
            {"imagenet": "the ImageNet ResNets of Table 1: parameter counts, multiply-adds, the bottleneck"}),
 )
 

@@ -11,7 +11,8 @@ from tinyresnet.nn import Conv2d
 
 pytestmark = pytest.mark.imagenet
 
-# torchvision.models.resnetNN().parameters(), counted (the paper prints 11.7M ... 60.2M)
+# torchvision.models.resnetNN().parameters(), counted; torchvision's documentation rounds them to
+# 11.7M ... 60.2M (the paper's Table 1 gives no parameter counts, only FLOPs)
 TORCHVISION_PARAMETERS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}
 # Table 1, bottom row: "FLOPs", multiply-adds of the convolutions and the fc layer, in units of 1e9
 TABLE_1_FLOPS = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}

@@ -114,8 +114,8 @@ class _Reader:
         named = _array_names(meta.get("state"))
         extra = sorted(set(names) - {f"{name}.npy" for name in named} - {f"{META}.npy"})
         if extra:
-            raise ValueError(f"it holds {len(extra)} member(s) that are not part of a checkpoint "
-                             f"({', '.join(extra[:3])[:100]})")
+            raise ValueError(f"it holds {len(extra)} {'member' if len(extra) == 1 else 'members'} that "
+                             f"no part of the checkpoint names ({', '.join(extra[:3])[:100]})")
         self.document = meta["state"]
         self.arrays = {name: self._array(f"{name}.npy") for name in named}
         self.state = _unpack(self.document, self.arrays)

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from .. import models
+from .budget import check_fits
 from .checkpoint import CheckpointError, Stored, open_checkpoint, save_checkpoint, unreadable
 from .folder import (CHECKPOINT, CONFIG, LOG, LOG_COLUMNS, RunFolderError, check_new, load_config, make_config,
                      now, write_json, write_log)
@@ -26,7 +27,8 @@ from .stops import check_finite, check_weights
 def open_run(recipe, typed):
     """(recipe, checkpoint) to start from: for --resume, the checkpoint in --out and the recipe
     it continues (the options not typed come from it); else (recipe, None), once it is sure
-    that --out is new or empty (folder.check_new).
+    that --out is new or empty (folder.check_new). Either way, the net must fit in memory
+    (budget.check_fits).
 
     The checkpoint is read in two steps: first its small JSON document, which must describe a
     run that config.json agrees with, and arrays that fit the model it names; only then the
@@ -34,6 +36,7 @@ def open_run(recipe, typed):
     path = Path(recipe.out) / CHECKPOINT
     if not recipe.resume:
         check_new(recipe.out)
+        check_fits(recipe)
         return recipe, None
     with open_checkpoint(path) as stored:
         problem = _problem(stored.state)
@@ -41,6 +44,7 @@ def open_run(recipe, typed):
             raise unreadable(path, problem)
         recipe = resumed_recipe(recipe, typed, stored.state, path)
         _check_config(recipe, path)
+        check_fits(recipe)
         _check_arrays(stored.state, recipe, path)
         return recipe, stored.read()
 

@@ -156,10 +156,19 @@ CRAFTED_MEMBERS = {"an extra member": (add_extra_member, "a999.npy"),
                    "a member of another shape": (name_a_huge_member, "model.fc.bias")}
 
 
-@pytest.mark.parametrize("craft, named", CRAFTED_MEMBERS.values(), ids=CRAFTED_MEMBERS.keys())
-def test_a_small_crafted_checkpoint_is_refused_without_decompressing_its_arrays(fake, tmp_path, capsys, craft, named):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def two_steps(fake, tmp_path_factory):
+    """A run folder after 2 steps of the tiny run: the tests below each craft a copy of it."""
+    out = tmp_path_factory.mktemp("runs") / "two_steps"
     train.main(tiny(fake, out, "--iterations", "2"))
+    return out
+
+
+@pytest.mark.parametrize("craft, named", CRAFTED_MEMBERS.values(), ids=CRAFTED_MEMBERS.keys())
+def test_a_small_crafted_checkpoint_is_refused_without_decompressing_its_arrays(two_steps, tmp_path, capsys,
+                                                                                craft, named):
+    out = tmp_path / "run"
+    shutil.copytree(two_steps, out)
     craft(out / "checkpoint.npz")
     assert (out / "checkpoint.npz").stat().st_size < 2_000_000, "the crafted file should stay small"
     before = snapshot(out)
@@ -218,9 +227,9 @@ CRASHED_LATER = {  # each passed the checks before, and then crashed in the loop
 
 
 @pytest.mark.parametrize("changes", CRASHED_LATER.values(), ids=CRASHED_LATER.keys())
-def test_a_checkpoint_that_would_crash_later_is_refused_in_one_line(fake, tmp_path, capsys, changes):
+def test_a_checkpoint_that_would_crash_later_is_refused_in_one_line(two_steps, tmp_path, capsys, changes):
     out = tmp_path / "run"
-    train.main(tiny(fake, out, "--iterations", "2"))
+    shutil.copytree(two_steps, out)
     crafted(out / "checkpoint.npz", **changes)
     capsys.readouterr()
     assert exit_status(["--out", str(out), "--resume", "--quiet", "--iterations", "3"]) == 2

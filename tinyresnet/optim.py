@@ -3,6 +3,9 @@
 A schedule maps the step count to a learning rate; SGD takes one as its `lr`, counts
 its steps and asks the schedule before each one. `paper_schedule` is the paper's rule.
 """
+import math
+import numbers
+
 import numpy as np
 
 from .autograd import no_grad
@@ -60,15 +63,45 @@ class SGD:
                 "velocity": [None if v is None else to_device(v, "cpu").copy() for v in self.velocity]}
 
     def load_state_dict(self, state):
-        if len(state["velocity"]) != len(self.params):
-            raise ValueError(f"optimizer state has {len(state['velocity'])} buffers, "
-                             f"this optimizer has {len(self.params)} parameters")
-        self.lr, self.momentum, self.weight_decay = state["lr"], state["momentum"], state["weight_decay"]
-        self.steps = state["steps"]
+        """Take back a state_dict. A state that is not SGD's for these parameters (a damaged or
+        crafted file) raises ValueError, naming the entry, before anything is changed: a step
+        count that is not a whole number, a rate that is not a finite number, momentum outside
+        [0, 1), a momentum buffer of another shape."""
+        velocity = state["velocity"]
+        if not isinstance(velocity, (list, tuple)) or len(velocity) != len(self.params):
+            count = len(velocity) if isinstance(velocity, (list, tuple)) else type(velocity).__name__
+            raise ValueError(f"optimizer state has {count} buffers, this optimizer has {len(self.params)} parameters")
+        steps = state["steps"]
+        if not (isinstance(steps, numbers.Integral) and not isinstance(steps, bool) and steps >= 0):
+            raise ValueError(f"optimizer state: steps must be a whole number >= 0, got {_short(steps)}")
+        for key in ("lr", "momentum", "weight_decay"):
+            value = state[key]
+            if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                    and math.isfinite(value) and value >= 0):
+                raise ValueError(f"optimizer state: {key} must be a finite number >= 0, got {_short(value)}")
+        if not state["momentum"] < 1:
+            raise ValueError(f"optimizer state: momentum must be below 1, got {state['momentum']}")
+        for i, (v, p) in enumerate(zip(velocity, self.params)):
+            if v is None:
+                continue
+            dtype = getattr(v, "dtype", None)
+            if tuple(getattr(v, "shape", ())) != p.shape or dtype is None or dtype.kind not in "biuf":
+                raise ValueError(f"optimizer state: momentum buffer {i} is {_short(v)}, its parameter "
+                                 f"has shape {p.shape}")
         if self.schedule is not None:
             self.schedule.load_state_dict(state["schedule"])
+        self.lr, self.momentum, self.weight_decay = state["lr"], state["momentum"], state["weight_decay"]
+        self.steps = int(steps)
         self.velocity = [None if v is None else to_device(np.array(v, dtype=p.dtype), device_of(p.data))
-                         for v, p in zip(state["velocity"], self.params)]
+                         for v, p in zip(velocity, self.params)]
+
+
+def _short(value):
+    """A value for a message: an array by its shape and dtype, anything else cut to 40 characters."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"an array of shape {tuple(value.shape)} ({value.dtype})"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def paper_schedule(lr, total, warmup=False):
@@ -139,4 +172,6 @@ class Warmup:
         return {"done": self.done}
 
     def load_state_dict(self, state):
+        if not isinstance(state, dict) or not isinstance(state.get("done"), bool):
+            raise ValueError(f"warm-up state must be {{'done': True or False}}, got {_short(state)}")
         self.done = state["done"]

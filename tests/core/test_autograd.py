@@ -269,6 +269,21 @@ def test_backward_of_a_non_scalar_needs_a_gradient(xp):
     y.backward(xp.ones((2, 3)))   # with an explicit upstream gradient it is fine
 
 
+@pytest.mark.parametrize("grad_shape", [(5, 5), (3, 3), (1, 3)], ids=["unrelated", "broadcastable", "one-row"])
+def test_backward_refuses_a_gradient_of_another_shape(xp, grad_shape):
+    """The parameter's .grad used to take the shape of whatever gradient was passed in."""
+    w = Tensor(xp.ones(3, dtype=xp.float32), requires_grad=True)
+    with pytest.raises(ValueError, match=r"grad must have the tensor's shape \(3,\), got \(%d, %d\)" % grad_shape):
+        (w * 2.0).backward(xp.ones(grad_shape, dtype=xp.float32))
+    assert w.grad is None
+
+
+def test_relu_of_integers_is_float(xp):
+    out = Tensor(xp.arange(-3, 3)).relu()
+    assert out.dtype.kind == "f", f"relu kept the integer dtype {out.dtype}"
+    np.testing.assert_array_equal(tinyresnet.device.to_device(out.data, "cpu"), [0, 0, 0, 0, 1, 2])
+
+
 def test_backward_on_a_constant_raises(xp):
     with pytest.raises(RuntimeError, match="does not require grad"):
         Tensor(xp.ones(())).backward()

@@ -142,6 +142,31 @@ def test_one_value_per_channel_in_training_raises(xp):
     assert out.shape == (1, 3, 1, 1), "eval mode handles a single value per channel"
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8])
+@pytest.mark.parametrize("training", [True, False], ids=["training", "eval"])
+def test_integer_input_is_normalized_as_floats(xp, dtype, training):
+    """An integer batch (raw pixels, np.arange) used to come back as integers: all zeros."""
+    x = np.arange(96).reshape(2, 3, 4, 4)
+    layer = nn.BatchNorm2d(3).train(training).to("cpu" if xp is np else "gpu")
+    out = layer(Tensor(xp.asarray(x.astype(dtype))))
+    expected = nn.BatchNorm2d(3).train(training).to("cpu" if xp is np else "gpu")(Tensor(xp.asarray(x, dtype=xp.float32)))
+    assert out.dtype.kind == "f", f"batch norm of {np.dtype(dtype)} input gave {out.dtype}"
+    np.testing.assert_allclose(host(out), host(expected), rtol=1e-6, atol=1e-6)
+
+
+BAD_SHAPES = {
+    "gamma of 4 for 3 channels": ((2, 3, 4, 4), 4, r"batch_norm: gamma has shape \(4,\) but x has 3 channels"),
+    "2-D input": ((2, 3), 3, r"batch_norm wants x: \(N, C, H, W\), got shape \(2, 3\)"),
+}
+
+
+@pytest.mark.parametrize("shape, channels, message", BAD_SHAPES.values(), ids=BAD_SHAPES.keys())
+def test_shape_mistakes_name_batch_norm(xp, shape, channels, message):
+    with pytest.raises(ValueError, match=message):
+        batch_norm(Tensor(xp.ones(shape, dtype=xp.float32)), Tensor(xp.ones(channels)), Tensor(xp.zeros(channels)),
+                   xp.zeros(channels), xp.ones(channels), training=True)
+
+
 def test_module_buffers_follow_train_and_eval(rng):
     bn = nn.BatchNorm2d(3)
     x = Tensor(rng.standard_normal((4, 3, 2, 2)).astype(np.float32) + 5)

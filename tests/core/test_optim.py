@@ -143,6 +143,34 @@ def test_load_state_dict_with_wrong_parameter_count_raises(xp):
         opt.load_state_dict(SGD([param(xp, [1.0])]).state_dict())
 
 
+BAD_STATES = {  # a damaged or crafted checkpoint: each of these was taken and crashed a later step
+    "steps a float": ("steps", 2.0, r"steps must be a whole number >= 0, got 2\.0"),
+    "momentum as text": ("momentum", "0.9", r"momentum must be a finite number >= 0, got '0\.9'"),
+    "momentum of 1": ("momentum", 1.0, r"momentum must be below 1, got 1\.0"),
+    "lr as text": ("lr", "fast", r"lr must be a finite number >= 0, got 'fast'"),
+    "weight decay nan": ("weight_decay", float("nan"), r"weight_decay must be a finite number >= 0, got nan"),
+    "a buffer of another shape": ("velocity", [np.zeros((2, 2), np.float32), None],
+                                  r"momentum buffer 0 is an array of shape \(2, 2\) \(float32\), its "
+                                  r"parameter has shape \(3,\)"),
+    "a buffer of text": ("velocity", ["abc", None], r"momentum buffer 0 is 'abc'"),
+}
+
+
+@pytest.mark.parametrize("key, value, message", BAD_STATES.values(), ids=BAD_STATES.keys())
+def test_load_state_dict_refuses_a_state_that_would_fail_later_and_changes_nothing(key, value, message):
+    params = [param(np, [1.0, 2.0, 3.0]), param(np, [4.0])]
+    opt = SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4)
+    state = {**opt.state_dict(), key: value}
+    with pytest.raises(ValueError, match=message):
+        opt.load_state_dict(state)
+    assert (opt.steps, opt.lr, opt.momentum, opt.weight_decay, opt.velocity) == (0, 0.1, 0.9, 1e-4, [None, None])
+
+
+def test_warmup_refuses_a_state_that_is_not_its_own():
+    with pytest.raises(ValueError, match=r"warm-up state must be \{'done': True or False\}, got \{'done': 'yes'\}"):
+        Warmup(StepDecay(0.1, [10])).load_state_dict({"done": "yes"})
+
+
 def test_converges_on_least_squares(xp, rng):
     """Fit w in A w = y: the loss goes down to ~0 and w reaches the solution."""
     a = rng.standard_normal((20, 3)).astype(np.float32)

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ import pytest
 
 from tinyresnet import train
 from tinyresnet.run import folder
-from tinyresnet.run.checkpoint import load_checkpoint
+from tinyresnet.run.checkpoint import load_checkpoint, save_checkpoint
 
 pytest.register_assert_rewrite("train_helpers")
 from train_helpers import exit_status, log_rows, tiny  # noqa: E402
@@ -113,6 +115,126 @@ def test_a_failed_start_leaves_an_empty_folder_empty(fake, tmp_path, monkeypatch
     assert snapshot(out) == {}, "the failed start left files behind"
     monkeypatch.undo()
     assert train.main(tiny(fake, out, "--iterations", "1"))["iterations"] == 1
+
+
+# ---------------------------------------------------------------- 2b. a checkpoint is read only as far as it fits
+
+def zeros_member(archive, name, shape, dtype="<f4"):
+    """Add name.npy to an open zip: an .npy header declaring `shape`, then that many zero bytes,
+    compressed (a few hundred kB on disk for a few hundred MB of data)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": dtype, "fortran_order": False, "shape": shape})
+        chunk = bytes(1 << 22)
+        for start in range(0, nbytes, len(chunk)):
+            f.write(chunk[:nbytes - start])
+
+
+def add_extra_member(path):
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        zeros_member(archive, "a999", (HUGE,))
+
+
+def name_a_huge_member(path):
+    """The checkpoint's JSON document points the classifier's bias at a member of HUGE values."""
+    with zipfile.ZipFile(path) as old:
+        meta = json.loads(np.lib.format.read_array(old.open("__meta__.npy")).tobytes())
+        replaced = meta["state"]["model"]["fc.bias"]["__ndarray__"] + ".npy"
+        members = {name: old.read(name) for name in old.namelist() if name not in ("__meta__.npy", replaced)}
+    meta["state"]["model"]["fc.bias"] = {"__ndarray__": "big"}
+    with zipfile.ZipFile(path, "w") as new:
+        for name, data in members.items():
+            new.writestr(name, data)
+        with new.open("__meta__.npy", "w") as f:
+            np.lib.format.write_array(f, np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        zeros_member(archive, "big", (HUGE,))
+
+
+HUGE = 50_000_000  # float32 values: 200 MB once decompressed, from a file of about 0.2 MB more
+CRAFTED_MEMBERS = {"an extra member": (add_extra_member, "a999.npy"),
+                   "a member of another shape": (name_a_huge_member, "model.fc.bias")}
+
+
+@pytest.fixture(scope="module")
+def two_steps(fake, tmp_path_factory):
+    """A run folder after 2 steps of the tiny run: the tests below each craft a copy of it."""
+    out = tmp_path_factory.mktemp("runs") / "two_steps"
+    train.main(tiny(fake, out, "--iterations", "2"))
+    return out
+
+
+@pytest.mark.parametrize("craft, named", CRAFTED_MEMBERS.values(), ids=CRAFTED_MEMBERS.keys())
+def test_a_small_crafted_checkpoint_is_refused_without_decompressing_its_arrays(two_steps, tmp_path, capsys,
+                                                                                craft, named):
+    out = tmp_path / "run"
+    shutil.copytree(two_steps, out)
+    craft(out / "checkpoint.npz")
+    assert (out / "checkpoint.npz").stat().st_size < 2_000_000, "the crafted file should stay small"
+    before = snapshot(out)
+    capsys.readouterr()
+    tracemalloc.start()
+    try:
+        status = exit_status(["--out", str(out), "--resume", "--quiet"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    err = one_line(capsys)
+    assert peak < 50_000_000, (f"refusing it took {peak / 1e6:.0f} MB: the 200 MB array was decompressed "
+                               "before it was checked")
+    assert status == 2 and named in err, err
+    assert snapshot(out) == before
+
+
+def test_a_checkpoint_of_another_net_is_refused_while_config_says_otherwise(fake, tmp_path, capsys):
+    """The checkpoint of a ResNet-14 copied into the folder of a ResNet-8: resuming would train
+    the ResNet-14 under the ResNet-8's name, parameter count and plots."""
+    out, other = tmp_path / "resnet8", tmp_path / "resnet14"
+    train.main(tiny(fake, out, "--iterations", "2"))
+    train.main(tiny(fake, other, "--iterations", "2", "--depth", "14"))
+    shutil.copy(other / "checkpoint.npz", out / "checkpoint.npz")
+    before = snapshot(out)
+    capsys.readouterr()
+    assert exit_status(["--out", str(out), "--resume", "--quiet"]) == 2
+    err = one_line(capsys)
+    assert "ResNet-14" in err and "config.json describes ResNet-8" in err and "--depth 14" in err, err
+    assert snapshot(out) == before, "the refused resume changed the folder"
+    (out / "config.json").unlink()  # what the message offers: the checkpoint resumes, its config is rebuilt
+    assert train.main(["--out", str(out), "--resume", "--quiet", "--iterations", "3"])["label"] == "ResNet-14"
+    assert json.loads((out / "config.json").read_text())["args"]["depth"] == 14
+
+
+def crafted(path, **changes):
+    """The checkpoint at path with some values replaced (nested keys and list indices as 'a.b.0')."""
+    state = load_checkpoint(path)
+    for key, value in changes.items():
+        *keys, last = [int(k) if k.isdigit() else k for k in key.split(".")]
+        target = state
+        for k in keys:
+            target = target[k]
+        target[last] = value(target[last]) if callable(value) else value
+    save_checkpoint(path, state)
+
+
+CRASHED_LATER = {  # each passed the checks before, and then crashed in the loop or in the LR message
+    "steps a float": {"optimizer.steps": 2.0},
+    "a momentum buffer of another shape": {"optimizer.velocity.0": np.zeros((2, 2), np.float32)},
+    "momentum as text": {"optimizer.momentum": "0.9"},
+    "lr as text": {"optimizer.lr": "fast"},
+    "weight decay nan": {"optimizer.weight_decay": float("nan")},
+    "a negative image count": {"epoch_sums.images": -1},
+}
+
+
+@pytest.mark.parametrize("changes", CRASHED_LATER.values(), ids=CRASHED_LATER.keys())
+def test_a_checkpoint_that_would_crash_later_is_refused_in_one_line(two_steps, tmp_path, capsys, changes):
+    out = tmp_path / "run"
+    shutil.copytree(two_steps, out)
+    crafted(out / "checkpoint.npz", **changes)
+    capsys.readouterr()
+    assert exit_status(["--out", str(out), "--resume", "--quiet", "--iterations", "3"]) == 2
+    err = one_line(capsys)
+    assert "checkpoint.npz" in err and ("not a readable" in err or "does not fit" in err), err
 
 
 # ---------------------------------------------------------------- 4. one line instead of a traceback

@@ -10,12 +10,15 @@ at the start of the epoch, and the loop (train.epoch_batches) draws that epoch's
 augmentation again up to the step reached, so it sees exactly the batches it would have.
 """
 import dataclasses
+import math
 from pathlib import Path
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, unreadable
+from .. import models
+from .budget import check_fits
+from .checkpoint import CheckpointError, Stored, open_checkpoint, save_checkpoint, unreadable
 from .folder import (CHECKPOINT, CONFIG, LOG, LOG_COLUMNS, RunFolderError, check_new, load_config, make_config,
                      now, write_json, write_log)
-from .recipe import EXPERIMENT, FIXED, LENGTH, WHERE, UsageError, command_line, spelled
+from .recipe import EXPERIMENT, FIXED, LENGTH, WHERE, UsageError, command_line, run_label, spelled
 from .console import plural, warn
 from .state import Sums
 from .stops import check_finite, check_weights
@@ -24,27 +27,38 @@ from .stops import check_finite, check_weights
 def open_run(recipe, typed):
     """(recipe, checkpoint) to start from: for --resume, the checkpoint in --out and the recipe
     it continues (the options not typed come from it); else (recipe, None), once it is sure
-    that --out is new or empty (folder.check_new)."""
+    that --out is new or empty (folder.check_new). Either way, the net must fit in memory
+    (budget.check_fits).
+
+    The checkpoint is read in two steps: first its small JSON document, which must describe a
+    run that config.json agrees with, and arrays that fit the model it names; only then the
+    arrays themselves."""
     path = Path(recipe.out) / CHECKPOINT
     if not recipe.resume:
         check_new(recipe.out)
+        check_fits(recipe)
         return recipe, None
-    ckpt = load_checkpoint(path)
-    problem = _problem(ckpt)
-    if problem:
-        raise unreadable(path, problem)
-    return resumed_recipe(recipe, typed, ckpt, path), ckpt
+    with open_checkpoint(path) as stored:
+        problem = _problem(stored.state)
+        if problem:
+            raise unreadable(path, problem)
+        recipe = resumed_recipe(recipe, typed, stored.state, path)
+        _check_config(recipe, path)
+        check_fits(recipe)
+        _check_arrays(stored.state, recipe, path)
+        return recipe, stored.read()
 
 
 def _problem(ckpt):
     """What is wrong with a checkpoint's training state (a crafted or damaged file that still
-    unpacks), or None. The model and optimizer are checked as they are loaded."""
+    unpacks), or None. Its arrays are checked against the model in _check_arrays, the
+    optimizer's values as they are loaded (SGD.load_state_dict)."""
     if not isinstance(ckpt, dict):
         return "not a dict of training state"
     for key, kind in (("iteration", int), ("total", int), ("wall_time", float)):
         value = ckpt.get(key)
         if not (_number(value) and isinstance(value, kind if kind is int else (int, float)) and value >= 0):
-            return f"its {key} is {value!r}"
+            return f"its {key} is {_short(value)}"
     rows = ckpt.get("rows")
     if not (isinstance(rows, list) and all(isinstance(r, dict) and all(_number(r.get(k)) for k in LOG_COLUMNS)
                                            for r in rows)):
@@ -52,9 +66,82 @@ def _problem(ckpt):
     for key in ("epoch_sums", "window_sums"):
         sums = ckpt.get(key)
         if not (isinstance(sums, dict) and set(sums) == {"loss", "wrong", "images", "steps"}
-                and all(_number(v) for v in sums.values())):
+                and _number(sums["loss"]) and math.isfinite(sums["loss"])
+                and all(_number(sums[k]) and isinstance(sums[k], int) and sums[k] >= 0
+                        for k in ("wrong", "images", "steps"))):
             return f"its {key} are not running sums"
+    if not isinstance(ckpt.get("optimizer"), dict):
+        return "it has no optimizer state"
     return None
+
+
+def _check_config(recipe, path):
+    """The checkpoint is what resumes: refuse it when config.json describes another run (a
+    checkpoint copied in from another folder), before anything in the folder changes. A
+    config.json that is missing or damaged is rebuilt later (_config_to_continue)."""
+    try:
+        config = load_config(recipe.out)
+    except RunFolderError:
+        return
+    saved = config["args"] if config is not None else {}
+    differ = [k for k in FIXED if k in saved and saved[k] != getattr(recipe, k)]
+    if differ:
+        described = run_label(saved.get("depth"), saved.get("residual", True), saved.get("shortcut", "A"))
+        raise CheckpointError(
+            f"{path} holds a {recipe.label} run ({spelled(recipe.as_dict(), differ)}), but "
+            f"{Path(recipe.out) / CONFIG} describes {described} ({spelled(saved, differ)}); the checkpoint "
+            f"is what resumes: put back this folder's own checkpoint, or move {CONFIG} away to "
+            "resume the checkpoint (it is rebuilt from it)")
+
+
+def _check_arrays(ckpt, recipe, path):
+    """Every array of the checkpoint (still unread: its shape and dtype) is a weight, buffer or
+    momentum buffer of the model the recipe builds, with its shape; anything else is refused."""
+    model = models.cifar_resnet(recipe.depth, recipe.residual, recipe.shortcut)
+    shapes = {name: tuple(v.shape) for name, v in model.named_parameters()}
+    shapes.update((name, tuple(v.shape)) for name, v in model.named_buffers())
+    params = [tuple(p.shape) for p in model.parameters()]
+    saved = ckpt.get("model")
+    if not isinstance(saved, dict) or saved.keys() != shapes.keys():
+        names = set(saved) if isinstance(saved, dict) else set()
+        missing, extra = sorted(shapes.keys() - names), sorted(names - shapes.keys())
+        raise _misfit(path, recipe, f"its model lacks {', '.join(missing[:3]) or 'nothing'} and holds "
+                                    f"{', '.join(extra[:3]) or 'nothing more'}")
+    expected = {("model", name): shape for name, shape in shapes.items()}
+    velocity = ckpt["optimizer"].get("velocity")
+    if not isinstance(velocity, list) or len(velocity) != len(params):
+        raise _misfit(path, recipe, f"its optimizer holds {len(velocity) if isinstance(velocity, list) else 'no'} "
+                                    f"momentum buffers, for {len(params)} parameters")
+    expected.update((("optimizer", "velocity", i), shape) for i, shape in enumerate(params))
+    for where, stored in _arrays_in(ckpt):
+        shape = expected.get(where)
+        if shape is None:
+            raise unreadable(path, f"it holds an array at {'.'.join(map(str, where))}, where none belongs")
+        if stored.shape != shape or stored.dtype.kind != "f":
+            raise _misfit(path, recipe, f"its {'.'.join(map(str, where))} is an {stored!r}, the model's is {shape}")
+    if any(not isinstance(v, Stored) for v in saved.values()):
+        raise unreadable(path, "its model holds values that are not arrays")
+
+
+def _misfit(path, recipe, what):
+    return CheckpointError(f"{path} does not fit {recipe.label} ({what})")
+
+
+def _arrays_in(obj, where=()):
+    """(where, Stored) for every array in the unread state: where is the path of keys and indices."""
+    if isinstance(obj, Stored):
+        yield where, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _arrays_in(v, where + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _arrays_in(v, where + (i,))
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _number(value):

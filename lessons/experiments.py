@@ -307,15 +307,36 @@ def test_images(count, run_dir=None, data_dir=None, subset_size=None):
     return normalize(x_test[:count], per_pixel_mean(x_train)), y_test[:count]
 
 
-def response_stds(model, x):
-    """The std of each 3x3 layer's response (after BN, before ReLU or addition) on images x,
-    in eval mode: the quantity of the paper's Fig. 7 (lesson 07 has you write it)."""
+def response_layers(model):
+    """The 6n+1 modules whose outputs are a CifarResNet's layer responses, in network order: the
+    batch norm after each 3x3 convolution (model.bn, then bn1 and bn2 of every block), or the
+    Identity in its place in a net without batch norm."""
+    return [model.bn] + [norm for block in model.blocks for norm in (block.bn1, block.bn2)]
+
+
+def layer_responses(model, x, measure=np.std):
+    """measure(r) of each 3x3 layer's response r (after BN, before ReLU or addition; an array
+    (N, C, H, W)) on images x (N, 3, 32, 32): 6n+1 values in network order, with the model in
+    the mode it is in. A forward hook on each of response_layers(model) measures its output as
+    it passes, so no response is kept; the hooks come off again afterwards."""
     from tinyresnet import Tensor, no_grad
+    measured = []
+    handles = [layer.register_forward_hook(lambda module, inputs, output: measured.append(measure(output.numpy())))
+               for layer in response_layers(model)]
+    try:
+        with no_grad():
+            model(Tensor(x))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return measured
+
+
+def response_stds(model, x):
+    """The std of each 3x3 layer's response on images x, over all its values, in eval mode:
+    the quantity of the paper's Fig. 7 (lesson 07 has you write it). Leaves the model in eval mode."""
     model.eval()
-    responses = []
-    with no_grad():
-        model(Tensor(x), responses)
-    return [float(r.numpy().std()) for r in responses]
+    return [float(s) for s in layer_responses(model, x)]
 
 
 # ------------------------------------------------------------------ trained weights (lessons 07, 08)

@@ -178,10 +178,20 @@ def _short(path):
 
 # ------------------------------------------------------------------ reading runs
 
-def _relative(command):
-    """A recorded command line with this checkout's absolute paths made relative to its root
-    (some runs were started with absolute --data-dir and --out)."""
-    return command.replace(str(LESSONS.parent) + "/", "")
+def _relative(command, roots=()):
+    """A recorded command line with this checkout's absolute paths (and those of the checkouts
+    `roots` that trained it) made relative to its root: some runs were started with absolute
+    --data-dir and --out."""
+    for root in (LESSONS.parent, *roots):
+        command = command.replace(str(root).rstrip("/") + "/", "")
+    return command
+
+
+def _trained_in(run):
+    """The root of the checkout a weights file's run was trained in: its --out minus the run
+    folder's path inside the repository (run["source"]); () where that does not fit."""
+    out, source = str(run.get("args", {}).get("out") or ""), str(run.get("source") or "")
+    return (out[:-len(source)],) if source and out.endswith("/" + source) else ()
 
 
 def final_errors(run_dir):
@@ -320,22 +330,54 @@ def test_images(count, run_dir=None, data_dir=None, subset_size=None):
     per-pixel mean of the training images a net was trained on, exactly as its evaluation did:
     those of run_dir (its --subset), or the first `subset_size` of the fixed random order
     (weights_info(name)["run"]["args"]["subset"]). Without either: all 50k training images."""
+    return _images(count, "test", run_dir, data_dir, subset_size)
+
+
+def training_images(count, run_dir=None, data_dir=None, subset_size=None):
+    """The first `count` of the training images a net was trained on (its --subset, in the fixed
+    random order), normalized as in its training; the arguments as for test_images."""
+    return _images(count, "training", run_dir, data_dir, subset_size)
+
+
+def _images(count, split, run_dir, data_dir, subset_size):
     x_train, y_train, x_test, y_test = load_cifar10(data_dir)
     n = read_config(run_dir).get("args", {}).get("subset") if run_dir is not None else subset_size
     if n:
         x_train, y_train = subset(x_train, y_train, n, seed=DATA_SEED)
-    return normalize(x_test[:count], per_pixel_mean(x_train)), y_test[:count]
+    x, y = (x_test, y_test) if split == "test" else (x_train, y_train)
+    return normalize(x[:count], per_pixel_mean(x_train)), y[:count]
+
+
+def response_layers(model):
+    """The 6n+1 modules whose outputs are a CifarResNet's layer responses, in network order: the
+    batch norm after each 3x3 convolution (model.bn, then bn1 and bn2 of every block), or the
+    Identity in its place in a net without batch norm."""
+    return [model.bn] + [norm for block in model.blocks for norm in (block.bn1, block.bn2)]
+
+
+def layer_responses(model, x, measure=np.std):
+    """measure(r) of each 3x3 layer's response r (after BN, before ReLU or addition; an array
+    (N, C, H, W)) on images x (N, 3, 32, 32): 6n+1 values in network order, with the model in
+    the mode it is in. A forward hook on each of response_layers(model) measures its output as
+    it passes, so no response is kept; the hooks come off again afterwards."""
+    from tinyresnet import Tensor, no_grad
+    measured = []
+    handles = [layer.register_forward_hook(lambda module, inputs, output: measured.append(measure(output.numpy())))
+               for layer in response_layers(model)]
+    try:
+        with no_grad():
+            model(Tensor(x))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return measured
 
 
 def response_stds(model, x):
-    """The std of each 3x3 layer's response (after BN, before ReLU or addition) on images x,
-    in eval mode: the quantity of the paper's Fig. 7 (lesson 07 has you write it)."""
-    from tinyresnet import Tensor, no_grad
+    """The std of each 3x3 layer's response on images x, over all its values, in eval mode:
+    the quantity of the paper's Fig. 7 (lesson 07 has you write it). Leaves the model in eval mode."""
     model.eval()
-    responses = []
-    with no_grad():
-        model(Tensor(x), responses)
-    return [float(r.numpy().std()) for r in responses]
+    return [float(s) for s in layer_responses(model, x)]
 
 
 # ------------------------------------------------------------------ trained weights (lessons 07, 08)
@@ -450,7 +492,7 @@ def describe_weights(name, folder=WEIGHTS):
     size = f", {path.stat().st_size / 1e6:.2f} MB" if path.is_file() else ""
     lines = [f"{name}: the weights after {run['iteration']} of {run['total']} iterations of the run in "
              f"{run['source']}{size}",
-             f"  command : {run['command']}",
+             f"  command : {_relative(run['command'], _trained_in(run))}",
              f"  errors  : training {run['train_error']:.1f}%, {run['test_set']} {run['test_error']:.1f}% "
              f"(the run's last log row); trained in {duration(run['wall_time'])} on {run['device_name']}"]
     if f16:

@@ -102,7 +102,8 @@ LESSONS = (
            "gap: its binomial standard error, and when an ordering is established",
            {"plot": "training curves and figures"}),
     Lesson("07_layer_responses", "the paper's Fig. 7: the standard deviation of each layer's response, "
-           "measured on trained nets whose weights ship in `weights/`"),
+           "read with forward hooks from trained nets whose weights ship in `weights/`; which of its three "
+           "claims hold here, and batch norm's running statistics against the batch's"),
     Lesson("08_vanishing_gradients", "is degradation caused by vanishing gradients? Forward stds, gradient "
            "norms and relative weight gradients layer by layer, with and without batch norm, at "
            "initialization and trained; reading intermediate gradients with hooks"),

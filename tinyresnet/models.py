@@ -33,11 +33,9 @@ class BasicBlock(Module):
         if residual and shortcut == "B" and changes_shape:
             self.projection = projection(in_channels, out_channels, stride, batch_norm)
 
-    def forward(self, x, responses=None):
+    def forward(self, x):
         h = self.bn1(self.conv1(x))
-        _record(responses, h)
         h = self.bn2(self.conv2(F.relu(h)))
-        _record(responses, h)
         if self.residual:
             h = h + self.shortcut(x)
         return F.relu(h)
@@ -73,13 +71,10 @@ class CifarResNet(Module):
                 in_channels = channels
         self.fc = Linear(64, num_classes)
 
-    def forward(self, x, responses=None):
-        """responses: pass a list to collect each 3×3 layer's output after BN (the paper's Fig. 7)."""
-        h = self.bn(self.conv(x))
-        _record(responses, h)
-        h = F.relu(h)
+    def forward(self, x):
+        h = F.relu(self.bn(self.conv(x)))
         for block in self.blocks:
-            h = block(h, responses)
+            h = block(h)
         return self.fc(F.global_avg_pool(h))
 
     def __repr__(self):
@@ -120,8 +115,3 @@ def projection(in_channels, out_channels, stride, batch_norm=True):
     -> (N, out, H/stride, W/stride)). The ImageNet nets use it wherever a block changes the shape."""
     conv = Conv2d(in_channels, out_channels, 1, stride)
     return Sequential(conv, BatchNorm2d(out_channels)) if batch_norm else Sequential(conv)
-
-
-def _record(responses, h):
-    if responses is not None:
-        responses.append(h)

@@ -4,7 +4,7 @@ import pytest
 
 from tinyresnet import Tensor, functional as F, manual_seed, models, no_grad
 from tinyresnet.models import BasicBlock, cifar_resnet
-from tinyresnet.nn import BatchNorm2d, Identity
+from tinyresnet.nn import BatchNorm2d, Conv2d, Identity
 from tinyresnet.optim import SGD
 
 pytestmark = pytest.mark.models
@@ -83,16 +83,29 @@ def test_output_is_one_score_per_class(residual):
     assert np.isfinite(out.data).all()
 
 
-@pytest.mark.parametrize("depth", [8, 20])
-def test_responses_collect_every_3x3_layer(depth):
-    """Fig. 7 needs the response of each 3x3 layer after BN: 6n+1 of them (all but the fc)."""
-    responses = []
+def outputs_of(model, x, layers):
+    """What each of `layers` outputs during one forward pass of model on x, read by forward hooks."""
+    seen = []
+    handles = [layer.register_forward_hook(lambda module, inputs, output: seen.append(output)) for layer in layers]
     with no_grad():
-        cifar_resnet(depth)(images(2), responses)
+        out = model(x)
+    for handle in handles:
+        handle.remove()
+    return out, seen
+
+
+@pytest.mark.parametrize("depth", [8, 20])
+def test_a_forward_hook_on_every_3x3_conv_sees_its_response(depth):
+    """Fig. 7 needs the response of each 3x3 layer: 6n+1 of them (all weighted layers but the fc),
+    in network order, 16, 32 and 64 channels at 32x32, 16x16 and 8x8, each read from outside
+    the model by a forward hook."""
+    model = cifar_resnet(depth)
+    convs = [m for m in model.modules() if isinstance(m, Conv2d) and m.weight.shape[2:] == (3, 3)]
+    _, responses = outputs_of(model, images(2), convs)
+    n = (depth - 2) // 6
     assert len(responses) == depth - 1
-    assert [r.shape[1] for r in responses] == [16] * (1 + (depth - 2) // 3) + \
-        [32] * ((depth - 2) // 3) + [64] * ((depth - 2) // 3)
-    assert responses[0].shape == (2, 16, 32, 32) and responses[-1].shape == (2, 64, 8, 8)
+    assert [r.shape[1:] for r in responses] == [(16, 32, 32)] * (1 + 2 * n) + [(32, 16, 16)] * (2 * n) + \
+        [(64, 8, 8)] * (2 * n)
 
 
 def test_block_downsamples_and_widens():
@@ -133,8 +146,8 @@ def test_without_batch_norm_every_bn_becomes_an_identity(residual):
     for a, b in zip(with_bn.blocks, without.blocks):   # the same initial conv weights, seed for seed
         np.testing.assert_array_equal(a.conv1.weight.data, b.conv1.weight.data)
     x = images(4)
-    responses = []
-    out = without(x, responses)
+    norms = [without.bn] + [norm for block in without.blocks for norm in (block.bn1, block.bn2)]
+    out, responses = outputs_of(without, x, norms)
     assert out.shape == (4, 10) and len(responses) == 19
     conv = without.blocks[0].conv1
     with no_grad():  # the response is the conv's output itself: nothing normalizes it

@@ -12,9 +12,12 @@ import pytest
 from checks import autograd, batch_norm, layer_responses, plain_and_residual, setup
 from checks.harness import FAILED, NOT_WRITTEN, PASSED
 from checks import imagenet_bottleneck, vanishing_gradients
+from experiments import response_layers
 from solutions import autograd as solved_autograd
+from solutions import responses as solved_responses
 from tinyresnet import Tensor, no_grad
 from tinyresnet import functional as F
+from tinyresnet.nn import Conv2d
 
 pytestmark = pytest.mark.lessons
 
@@ -161,28 +164,59 @@ def test_option_a_shortcut_rejects(capsys, fn, says):
 
 # ------------------------------------------------------------------ lesson 07
 
-def responses_in_training_mode(model, x):
-    responses = []
+def hooked_stds(model, x, layers, per_channel=False, remove=True):
+    """A forward hook on each of `layers` measures its output's std; the hooks come off unless remove=False."""
+    stds = []
+
+    def measure(module, inputs, output):
+        r = output.numpy()
+        stds.extend(r.std(axis=(0, 2, 3)).tolist() if per_channel else [float(r.std())])
+
+    handles = [layer.register_forward_hook(measure) for layer in layers]
     with no_grad():
-        model(Tensor(x), responses)
-    return [float(r.numpy().std()) for r in responses]
+        model(Tensor(x))
+    if remove:
+        for handle in handles:
+            handle.remove()
+    return stds
+
+
+def responses_in_training_mode(model, x):
+    """Typical slip: model.eval() forgotten."""
+    return hooked_stds(model, x, response_layers(model))
+
+
+def responses_before_batch_norm(model, x):
+    """Typical slip: the hooks on the 3x3 convolutions, before their batch norms."""
+    model.eval()
+    return hooked_stds(model, x, [m for m in model.modules() if isinstance(m, Conv2d)])
+
+
+def responses_hooks_left_on(model, x):
+    """Typical slip: the right numbers, but the hooks stay on the model."""
+    model.eval()
+    return hooked_stds(model, x, response_layers(model), remove=False)
 
 
 def responses_per_channel(model, x):
     """Shape slip: one std per channel instead of one per layer."""
     model.eval()
-    responses = []
-    with no_grad():
-        model(Tensor(x), responses)
-    return [float(s) for r in responses for s in r.numpy().std(axis=(0, 2, 3))]
+    return hooked_stds(model, x, response_layers(model), per_channel=True)
 
 
 @pytest.mark.parametrize("fn, says", [
     (responses_in_training_mode, ["training-mode values", "model.eval()"]),
+    (responses_before_batch_norm, ["before batch norm", "response_layers(model)"]),
+    (responses_hooks_left_on, ["7 forward hooks are still on the model", "handle.remove()"]),
     (responses_per_channel, ["values; it has 6n+1 = 7 3x3 layers"]),
 ])
 def test_layer_response_stds_rejects(capsys, fn, says):
     rejects(capsys, layer_responses.check_layer_response_stds, fn, says=says)
+
+
+def test_layer_response_stds_solution_passes(capsys):
+    ok, out = verdict(capsys, layer_responses.check_layer_response_stds, solved_responses.layer_response_stds)
+    assert ok is True and out.startswith(PASSED), out
 
 
 # ------------------------------------------------------------------ lesson 08

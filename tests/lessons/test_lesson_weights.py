@@ -10,7 +10,7 @@ import pytest
 
 import experiments
 from cifar_fixture import write_fake_cifar
-from experiments import NETS, WEIGHTS, WeightsError, export_weights, trained_model, weights_info
+from experiments import NETS, WEIGHTS, WeightsError, describe_weights, export_weights, trained_model, weights_info
 from tinyresnet.models import CifarResNet
 from tinyresnet.run.folder import read_log
 from tinyresnet.train import run
@@ -35,6 +35,16 @@ def test_the_shipped_weights_load_as_the_named_net(name):
     assert info["float16"]["largest_response_std_change"] < 0.01, (
         f"{name}: float16 storage changes a layer's response std by "
         f"{100 * info['float16']['largest_response_std_change']:.2g}%")
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_the_shipped_weights_describe_their_run_without_machine_paths(name):
+    """Lessons 07 and 08 print describe_weights: the recorded command of a run trained in another
+    checkout, with absolute --data-dir and --out, must read as run from the repository's root."""
+    text = describe_weights(name)
+    absolute = [word for word in text.split() if word.startswith("/")]
+    assert not absolute, f"{name}: describe_weights prints machine paths {absolute}:\n{text}"
+    assert "--out lessons/results/" in text, text
 
 
 def test_the_shipped_weights_are_small():
@@ -88,3 +98,18 @@ def test_an_unfinished_run_is_not_exported(finished_run, tmp_path):
     (stopped / "log.csv").write_text("\n".join(log[:-1]) + "\n")   # as if stopped after the first epoch
     with pytest.raises(WeightsError, match="not finished"):
         export_weights(stopped, folder=tmp_path, data_dir=str(data))
+
+
+def test_training_images_are_the_nets_subset_normalized_like_the_test_images(tmp_path):
+    """Lesson 07 compares a net on its own training images with the test images: the first images
+    of the subset it trained on, normalized with that subset's per-pixel mean, as test_images."""
+    from tinyresnet.data import load_cifar10, normalize, per_pixel_mean, subset
+    from tinyresnet.train import DATA_SEED
+    data = write_fake_cifar(tmp_path / "data", per_file=8)
+    x_train, y_train, x_test, _ = load_cifar10(data)
+    xs, ys = subset(x_train, y_train, 20, seed=DATA_SEED)
+    x, y = experiments.training_images(5, data_dir=data, subset_size=20)
+    np.testing.assert_array_equal(y, ys[:5])
+    np.testing.assert_allclose(x, normalize(xs[:5], per_pixel_mean(xs)))
+    xt, _ = experiments.test_images(5, data_dir=data, subset_size=20)
+    np.testing.assert_allclose(xt, normalize(x_test[:5], per_pixel_mean(xs)))

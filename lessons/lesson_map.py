@@ -92,8 +92,10 @@ LESSONS = (
            {"loss": "softmax cross-entropy",
             "optim": "SGD with momentum and weight decay, learning-rate schedules",
             "train": "the training loop"}),
-    Lesson("05_plain_and_residual", "the basic block, the option-A shortcut, 6n+2 nets, parameter "
-           "counts against Table 6, He initialization",
+    Lesson("05_plain_and_residual", "the option-A shortcut, the basic block and the forward pass of a 6n+2 "
+           "net (yours, checked against the library's), parameter counts against Table 6, forward hooks, He "
+           "initialization and the signal through 55 layers; your pieces of lessons 02–05 train a ResNet-8 "
+           "within noise of the library's run",
            {"nn": "modules, parameters, initialization, state_dict, small functional ops",
             "models": "the CIFAR ResNet architectures"}),
     Lesson("06_degradation", "the paper's Fig. 1 and Fig. 6 from committed logs: plain against residual "

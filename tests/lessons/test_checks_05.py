@@ -4,7 +4,7 @@ For each of its exercises (option_a_shortcut, basic_block_forward,
 resnet_forward, he_normal) the worked solution must pass, and planted wrong versions, each a
 slip a learner makes, must make the check print "✗ FAILED" with the hint that names that slip
 and not another one's. Also here: lessons/my_resnet.py, the net of the lesson's payoff, starts
-from the library's weights and computes the library's function.
+from the library's weights, computes the library's function and trains as the library's net does.
 """
 import numpy as np
 import pytest
@@ -13,10 +13,12 @@ import my_resnet
 from checks import plain_and_residual as checks
 from checks.harness import FAILED, NOT_WRITTEN, PASSED
 from solutions import block as solved
+from solutions import loop as solved_loop
 from solutions.shortcut import option_a_shortcut
 from tinyresnet import Tensor, manual_seed
 from tinyresnet import functional as F
 from tinyresnet.models import cifar_resnet
+from tinyresnet.optim import SGD
 
 pytestmark = pytest.mark.lessons
 
@@ -258,3 +260,26 @@ def test_my_resnet_uses_a_function_assigned_from_a_notebook(monkeypatch):
     monkeypatch.setattr(my_resnet, "resnet_forward", resnet_forward)
     my_resnet.MyResNet(8)(Tensor(np.zeros((2, 3, 32, 32), np.float32)))
     assert calls == [8]
+
+
+def test_my_resnet_trains_and_evaluates_like_the_library():
+    """Two SGD steps of the worked loop (lesson 04) on the same batches, from the same seed: MyResNet
+    ends with the library's weights and running statistics, and evaluates as it does. The lesson's
+    payoff compares a training run of each; without this they would part for a reason other than
+    rounding."""
+    mine = my_resnet.MyResNet(8, True, seed=1)
+    manual_seed(1)
+    library = cifar_resnet(8, True)
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((8, 3, 16, 16)).astype(np.float32), rng.integers(0, 10, 8)) for _ in range(2)]
+    measured = {}
+    for name, model in (("mine", mine), ("library", library)):
+        opt = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        solved_loop.train_epoch(model, opt, batches)
+        measured[name] = solved_loop.evaluate(model, batches)
+    ours, theirs = mine.state_dict(), library.state_dict()
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-3, atol=1e-4,
+                                   err_msg=f"{key} differs after two steps of training")
+    np.testing.assert_allclose(measured["mine"], measured["library"], rtol=1e-3, atol=1e-4,
+                               err_msg="evaluate (eval mode, running statistics) gives another (loss, error)")

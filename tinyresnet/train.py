@@ -28,7 +28,7 @@ from . import cpu, models, optim
 from .autograd import Tensor, no_grad
 from .data import Loader, load_cifar10, per_pixel_mean, split_train_val, subset
 from .device import read_scalars, to_device, xp_for
-from .nn import manual_seed
+from .nn import manual_seed, set_ghost_batch
 from .run import folder, report, resume, stops
 from .run.console import say
 from .run.recipe import VAL_SIZE, Recipe, UsageError, flag, parse_command_line
@@ -69,6 +69,7 @@ def build(recipe):
     xp_for(recipe.device)  # DeviceError now, before any data is loaded
     manual_seed(recipe.seed)
     model = models.cifar_resnet(recipe.depth, recipe.residual, recipe.shortcut).to(recipe.device)
+    set_ghost_batch(model, recipe.bn_batch)  # None: batch norm over whole minibatches
     x_train, y_train, x_test, y_test, test_set = load_data(recipe)
     mean = per_pixel_mean(x_train)  # of the images actually trained on
     rng = np.random.default_rng((recipe.seed, 1))  # a stream of its own, apart from the weights' one

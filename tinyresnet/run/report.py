@@ -22,7 +22,7 @@ from .stops import Diverged, Interrupted, WriteFailed
 def introduction(state):
     r = state.recipe
     lines = [f"{state.model!r} on {r.device}; {len(state.train_loader.x)} training images, "
-             f"batch {r.batch_size}, {state.batches_per_epoch} batches per epoch",
+             f"batch {r.batch_size}{batch_norm_slices(r)}, {state.batches_per_epoch} batches per epoch",
              f"{length(state.total, state.total / state.batches_per_epoch)}; {state.opt.schedule}"]
     if r.val_split:
         lines.append(f"--val-split: {VAL_SIZE} training images held out; the test_* columns "
@@ -34,6 +34,11 @@ def introduction(state):
         lines.append(f"note: {note}")
     lines.append(f"writing to {state.out}/")
     return "\n".join(lines)
+
+
+def batch_norm_slices(recipe):
+    """' (batch norm over slices of 64)' for --bn-batch 64, else ''."""
+    return "" if recipe.bn_batch is None else f" (batch norm over slices of {recipe.bn_batch})"
 
 
 def epoch_line(state, row):

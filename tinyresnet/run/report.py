@@ -14,6 +14,7 @@ from ..data import DataError
 from ..device import DeviceError
 from .checkpoint import CheckpointError
 from .folder import CHECKPOINT, CONFIG, LOG, LOG_COLUMNS
+from . import parallel
 from .console import plural, say
 from .recipe import VAL_SIZE, UsageError
 from .stops import Diverged, Interrupted, WriteFailed
@@ -24,6 +25,8 @@ def introduction(state):
     lines = [f"{state.model!r} on {r.device}; {len(state.train_loader.x)} training images, "
              f"batch {r.batch_size}{batch_norm_slices(r)}, {state.batches_per_epoch} batches per epoch",
              f"{length(state.total, state.total / state.batches_per_epoch)}; {state.opt.schedule}"]
+    if state.team is not None and state.team.describe():
+        lines.append(state.team.describe())
     if r.val_split:
         lines.append(f"--val-split: {VAL_SIZE} training images held out; the test_* columns "
                      "are measured on them, not on the test set")
@@ -110,5 +113,6 @@ def exit_status():
 
 def _exit(message, status):
     sys.stdout.flush()
-    say(f"tinyresnet.train: {message}", sys.stderr)
+    if parallel.speaks():  # on N ranks, rank 0 says it once
+        say(f"tinyresnet.train: {message}", sys.stderr)
     raise SystemExit(status)

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..device import xp_of
 from ..nn import BatchNorm2d
-from . import folder
+from . import folder, stops
 from .console import say
 from .recipe import UsageError
 
@@ -234,14 +234,18 @@ class Ranks:
             if time.monotonic() > deadline:
                 self.abort(f"rank {self.rank} waited {TIMEOUT:g} s for the other ranks ({what}"
                            + (f", iteration {self.state.iteration}" if self.state is not None else "")
-                           + "): one of them has died or hangs; stopping all of them. The checkpoint "
-                           "on disk is the last one saved; go on with --resume")
+                           + "): one of them has died or hangs; stopping all of them"
+                           + (f"; {stops.resume_hint(self.state)}" if self.first and self.state is not None else ""))
             time.sleep(POLL)
 
     def abort(self, message):
+        """Say why, then end every rank (MPI_Abort) and this process, whatever MPI does."""
         say(f"tinyresnet.train: error: {message}", sys.stderr)
         sys.stderr.flush()
-        self.comm.Abort(1)
+        try:
+            self.comm.Abort(1)
+        finally:
+            os._exit(1)
 
     # ------------------------------------------------------------ stopping together
 

@@ -19,7 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import standin
+from conftest import HAS_GPU, NO_GPU
 from tinyresnet import train
+from tinyresnet.device import DeviceError
 from tinyresnet.run import parallel
 from tinyresnet.run.checkpoint import load_checkpoint
 from tinyresnet.run.recipe import Recipe, UsageError
@@ -199,7 +202,8 @@ def test_one_process_is_solo_without_touching_mpi(monkeypatch):
 # ---------------------------------------------------------------- the recipe and the shares on N ranks
 
 class FakeComm:
-    """Just enough of an MPI communicator for the parts of Ranks that do not communicate."""
+    """Just enough of an MPI communicator to check one rank's side of Ranks: what it would send
+    comes back as if every rank had sent the same."""
 
     def __init__(self, size, rank):
         self.size, self.rank = size, rank
@@ -210,9 +214,22 @@ class FakeComm:
     def Get_rank(self):
         return self.rank
 
+    def Split_type(self, kind):
+        return self
+
+    def allgather(self, value):
+        return [value] * self.size
+
+    def bcast(self, value, root=0):
+        return value
+
+
+class FakeMPI:
+    COMM_TYPE_SHARED = "shared"
+
 
 def ranks(size=2, rank=0):
-    return parallel.Ranks(FakeComm(size, rank), None)
+    return parallel.Ranks(FakeComm(size, rank), FakeMPI)
 
 
 def test_a_fresh_run_on_n_ranks_normalizes_each_ranks_share():
@@ -238,3 +255,31 @@ def test_each_rank_takes_its_share_in_the_global_order():
     assert [len(s[0]) for s in shares] == [4, 4, 4]
     parts = [ranks(3, r).part(x[:10], y[:10])[1] for r in range(3)]
     np.testing.assert_array_equal(np.concatenate(parts), y[:10], err_msg="every test image, once")
+
+
+# ---------------------------------------------------------------- GPUs: NCCL through CuPy
+
+def test_ranks_on_gpus_without_cupy_or_nccl_fail_in_one_line(monkeypatch):
+    """--device gpu on N ranks needs CuPy, a GPU per rank and CuPy's NCCL bindings; without them
+    a DeviceError says what is missing (without CuPy: device.xp_for's message)."""
+    if HAS_GPU:
+        pytest.skip("a GPU is here: the failure without one cannot be seen")
+    with pytest.raises(DeviceError, match="needs CuPy"):
+        ranks(2).fit(Recipe(device="gpu"), fresh=True)
+    standin.install(monkeypatch)  # a "gpu" that has no cupy.cuda.nccl
+    with pytest.raises(DeviceError, match="needs NCCL through CuPy"):
+        ranks(2).fit(Recipe(device="gpu"), fresh=True)
+
+
+@pytest.mark.gpu
+def test_nccl_allreduce_on_one_gpu():
+    """A 1-rank NCCL communicator (NCCL refuses two ranks on one GPU): the step's allreduce sums
+    in place on the GPU, so one rank's buffer comes back as it was."""
+    if not HAS_GPU:
+        pytest.skip(NO_GPU)
+    import cupy
+    _, nccl = parallel.nccl_module()
+    buffer = cupy.arange(10, dtype=cupy.float32)
+    parallel.Nccl(1, 0, nccl.get_unique_id()).allreduce(buffer)
+    cupy.cuda.get_current_stream().synchronize()
+    np.testing.assert_array_equal(cupy.asnumpy(buffer), np.arange(10, dtype=np.float32))

@@ -88,6 +88,7 @@ def test_two_ranks_train_what_one_process_trains_with_ghost_batch_norm(fake, tmp
     config = json.loads((two / "config.json").read_text())
     assert config["args"]["bn_batch"] == 8, "a 2-rank run records the per-rank batch norm batch"
     assert config["processes"] == 2 and config["command"].startswith("mpiexec -n 2 python -m tinyresnet.train")
+    assert config["test_images"] == 5, "the test set of every rank together"
     ours, theirs = log_rows(two), log_rows(one)
     assert len(ours) == 4
     assert [r[:3] + [r[4], r[6]] for r in ours] == [r[:3] + [r[4], r[6]] for r in theirs], \

@@ -22,9 +22,9 @@ with its slices (batchnorm.py).
 Rank 0 holds the run folder (lock, log, config, checkpoint) and speaks; the other ranks read
 what it decides (the recipe, the checkpoint to resume) and keep quiet. A signal stops every
 rank after the same whole step, because the ranks' stop requests travel in the step's
-allreduce. Every collective waits at most TIMEOUT seconds (TINYRESNET_MPI_TIMEOUT): a rank
-that died or hangs ends the run with one line, not a silent hang. (mpiexec itself ends the
-others when a rank dies on one machine.)
+allreduce. Every collective of the training loop on CPUs waits at most TIMEOUT seconds
+(TINYRESNET_MPI_TIMEOUT): a rank that died or hangs ends the run with one line, not a silent
+hang. (mpiexec itself ends the others when a rank dies on one machine.)
 
 With --device gpu each rank takes one GPU (its number among the ranks on its machine) and the
 step's buffer is summed on the GPUs by NCCL through CuPy (Nccl); the stop requests then take a
@@ -50,7 +50,7 @@ from .console import say
 from .recipe import UsageError
 
 # environment variables by which launchers tell a process how many ranks there are
-LAUNCHERS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+LAUNCHERS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")  # MPICH's (and Intel MPI's, Slurm's PMI), Open MPI's
 TIMEOUT = float(os.environ.get("TINYRESNET_MPI_TIMEOUT", 600))  # seconds a rank waits for the others
 POLL = 0.0005  # seconds between looks at an unfinished collective
 
@@ -130,7 +130,7 @@ class Solo:
     def first_then_rest(self, fn):
         return fn()
 
-    def describe(self):
+    def describe(self, batch_size):
         return None
 
     def launcher(self):
@@ -340,8 +340,10 @@ class Ranks:
         """What goes before `python -m tinyresnet.train` to start this run again."""
         return f"mpiexec -n {self.size} "
 
-    def describe(self):
-        return f"data-parallel on {self.size} processes (MPI), one share of each minibatch each"
+    def describe(self, batch_size):
+        """The introduction's line: 'data-parallel on 2 processes (MPI), 64 images of each minibatch each'."""
+        on = "GPUs, NCCL" if self.nccl else "MPI"
+        return f"data-parallel on {self.size} processes ({on}), {batch_size // self.size} images of each minibatch each"
 
 
 class Nccl:

@@ -97,7 +97,8 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement (default 5)")
     parser.add_argument("--pairs", type=int, default=3, help="alternations of the two settings (default 3)")
     parser.add_argument("--batch", type=int, default=128, help="global minibatch (default 128)")
-    parser.add_argument("--mpiexec", default=shutil.which("mpiexec"), help="the launcher (default: mpiexec on PATH)")
+    parser.add_argument("--mpiexec", default=shutil.which("mpiexec") or shutil.which(
+        "mpiexec", path=str(Path(sys.executable).parent)), help="the launcher (default: mpiexec on PATH, or beside python)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

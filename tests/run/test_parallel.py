@@ -35,7 +35,7 @@ pytest_plugins = ["train_helpers"]  # its fixtures: fake, no_network
 pytestmark = pytest.mark.train
 
 ROOT = Path(__file__).resolve().parents[2]
-MPIEXEC = shutil.which("mpiexec")
+MPIEXEC = shutil.which("mpiexec") or shutil.which("mpiexec", path=str(Path(sys.executable).parent))  # pip: beside python
 
 
 def mpi_missing():
@@ -189,6 +189,19 @@ def test_several_processes_without_mpi4py_say_so_in_one_line(fake, tmp_path):
     assert done.stderr.strip().splitlines() == [
         "tinyresnet.train: error: started on 2 processes by mpiexec, but mpi4py is not installed: "
         "pip install mpi4py mpich (or run one process without mpiexec)"]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(mpi_missing() is not None, reason=f"needs mpi4py: {mpi_missing()}")
+def test_a_launcher_whose_mpi_is_not_mpi4pys_is_refused(fake, tmp_path):
+    """PMI_SIZE=2 but MPI sees one process (another MPI's mpiexec, or none): each process would
+    train alone into the same folder; it stops with one line instead."""
+    done = subprocess.run([sys.executable, "-m", "tinyresnet.train", *tiny(fake, tmp_path / "run", "--iterations", "1")],
+                          cwd=ROOT, env=environment(PMI_SIZE="2", PMI_RANK="0"), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "the launcher started 2 processes, but MPI here sees 1" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "run").exists()
 
 

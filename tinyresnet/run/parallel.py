@@ -85,8 +85,10 @@ def _join(size):
         raise UsageError(f"started on {size} processes by mpiexec, but mpi4py is not installed: "
                          "pip install mpi4py mpich (or run one process without mpiexec)") from None
     comm = MPI.COMM_WORLD
-    if comm.Get_size() == 1:
-        return Solo()
+    if comm.Get_size() != size:  # each process alone in its own MPI world: they would train apart
+        raise UsageError(f"the launcher started {size} processes, but MPI here sees {comm.Get_size()}: mpi4py "
+                         "uses another MPI than the mpiexec that started it; start it with that MPI's "
+                         "mpiexec (pip install mpi4py mpich gives a matching pair)")
     return Ranks(comm, MPI)
 
 

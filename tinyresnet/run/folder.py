@@ -239,16 +239,17 @@ def make_config(state, argv):
     r = state.recipe
     return {
         "name": r.name, "label": r.label,
-        "command": command_line(argv), "argv": list(argv),
+        "command": state.team.launcher() + command_line(argv), "argv": list(argv),
         "args": r.as_dict(),
         "device": r.device, "device_name": _device_name(r.device),
         "test_set": state.test_set,
-        "train_images": len(state.train_loader.x), "test_images": len(state.test_loader.x),
+        "train_images": len(state.train_loader.x), "test_images": state.test_images,
         "batches_per_epoch": state.batches_per_epoch, "total_iterations": state.total,
         "schedule": str(state.opt.schedule),
         "parameters": state.model.num_parameters(),
         "versions": _versions(r.device),
         "started": now(),
+        **({"processes": state.team.size} if state.team.size > 1 else {}),  # data-parallel ranks
     }
 
 

@@ -148,9 +148,15 @@ def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# options added after runs were saved, with the value that those runs had in effect
+ADDED_LATER = {"bn_batch": None}  # before --bn-batch, batch norm normalized whole minibatches
+
+
 def resumed_recipe(recipe, typed, ckpt, path):
     """--resume: options not typed come from the checkpoint; typed fixed options must match it."""
     saved = ckpt.get("args") if isinstance(ckpt, dict) else None
+    if isinstance(saved, dict):
+        saved = {**ADDED_LATER, **saved}
     if not isinstance(saved, dict) or not all(k in saved for k in EXPERIMENT):
         raise CheckpointError(f"{path}: has no record of its options; cannot resume it")
     taken = {k: saved[k] for k in FIXED + WHERE if k not in typed and k in saved}
@@ -174,16 +180,19 @@ def begin(state, ckpt, argv):
     new schedule, if the length changed)."""
     out = state.out
     if ckpt is None:
-        write_log(out / LOG, [])
-        write_json(out / CONFIG, make_config(state, argv))
+        if state.writes:
+            write_log(out / LOG, [])
+            write_json(out / CONFIG, make_config(state, argv))
         return
     restore(state, ckpt)
     if state.iteration > state.total:
         raise UsageError(f"the checkpoint is at iteration {state.iteration}, past the "
                          f"{plural(state.total, 'iteration')} asked for")
+    if not state.writes:  # a data-parallel rank other than 0: rank 0 writes the folder
+        return
     write_log(out / LOG, state.rows)  # drop rows logged after the checkpoint
     config = _config_to_continue(state, argv)
-    session = {"command": command_line(argv), "iteration": state.iteration, "device": state.device,
+    session = {"command": state.team.launcher() + command_line(argv), "iteration": state.iteration, "device": state.device,
                "time": now()}
     if state.total != ckpt["total"]:
         warn(_new_length(state, ckpt["total"]))
@@ -224,6 +233,12 @@ def save(state):
         check_finite(state, state.epoch_sums.read()[0], "training loss")
     model = state.model.state_dict()  # host copies: checked here, without a wait per parameter
     check_weights(state, model)
+    if state.writes:  # every rank checks; rank 0 alone writes
+        _write(state, model)
+    state.saved_iteration = state.iteration
+
+
+def _write(state, model):
     save_checkpoint(state.out / CHECKPOINT, {
         "args": state.recipe.as_dict(),
         "total": state.total,
@@ -237,7 +252,6 @@ def save(state):
         "rows": state.rows,
         "wall_time": state.wall_time(),
     })
-    state.saved_iteration = state.iteration
 
 
 def restore(state, ckpt):

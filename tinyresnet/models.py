@@ -78,8 +78,8 @@ class CifarResNet(Module):
         return self.fc(F.global_avg_pool(h))
 
     def __repr__(self):
-        kind = network_name(self.depth, self.residual, self.shortcut)
-        kind += f" (option {self.shortcut})" if self.residual and self.shortcut == "A" else ""
+        kind = network_name(self.depth, self.residual)
+        kind += f" (option {self.shortcut})" if self.residual else ""
         without = "" if self.batch_norm else " without batch norm"
         return f"{kind}{without}: {self.num_parameters():,} parameters"
 

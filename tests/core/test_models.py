@@ -209,4 +209,5 @@ def test_network_name_is_the_papers_and_every_label_uses_it(depth, residual, sho
     from tinyresnet.run.recipe import Recipe
     assert models.network_name(depth, residual, shortcut) == name
     assert Recipe(depth=depth, residual=residual, shortcut=shortcut).label == name
-    assert repr(models.cifar_resnet(depth, residual, shortcut)).startswith(name)
+    kind = models.network_name(depth, residual) + (f" (option {shortcut})" if residual else "")
+    assert repr(models.cifar_resnet(depth, residual, shortcut)).startswith(kind + ":")

@@ -18,7 +18,8 @@ from .budget import check_fits
 from .checkpoint import CheckpointError, Stored, open_checkpoint, save_checkpoint, unreadable
 from .folder import (CHECKPOINT, CONFIG, LOG, LOG_COLUMNS, RunFolderError, check_new, load_config, make_config,
                      now, write_json, write_log)
-from .recipe import EXPERIMENT, FIXED, LENGTH, WHERE, UsageError, command_line, run_label, spelled
+from ..models import network_name
+from .recipe import EXPERIMENT, FIXED, LENGTH, WHERE, UsageError, command_line, spelled
 from .console import plural, warn
 from .state import Sums
 from .stops import check_finite, check_weights
@@ -86,7 +87,7 @@ def _check_config(recipe, path):
     saved = config["args"] if config is not None else {}
     differ = [k for k in FIXED if k in saved and saved[k] != getattr(recipe, k)]
     if differ:
-        described = run_label(saved.get("depth"), saved.get("residual", True), saved.get("shortcut", "A"))
+        described = network_name(saved.get("depth"), saved.get("residual", True), saved.get("shortcut", "A"))
         raise CheckpointError(
             f"{path} holds a {recipe.label} run ({spelled(recipe.as_dict(), differ)}), but "
             f"{Path(recipe.out) / CONFIG} describes {described} ({spelled(saved, differ)}); the checkpoint "

@@ -152,19 +152,31 @@ class Conv2d(Module):
 
 
 class BatchNorm2d(Module):
-    """Per-channel batch norm with learned scale gamma (1s) and shift beta (0s)."""
+    """Per-channel batch norm with learned scale gamma (1s) and shift beta (0s).
+
+    ghost_batch=B normalizes each B-image slice of a training minibatch on its own (ghost
+    batch norm, see batchnorm.py); None, the default, normalizes the whole minibatch."""
     _buffers = ("running_mean", "running_var")
 
-    def __init__(self, channels, momentum=0.1, eps=1e-5):
+    def __init__(self, channels, momentum=0.1, eps=1e-5, ghost_batch=None):
         self.gamma = Parameter(np.ones(channels))
         self.beta = Parameter(np.zeros(channels))
         self.running_mean = np.zeros(channels, dtype=np.float32)
         self.running_var = np.ones(channels, dtype=np.float32)
-        self.momentum, self.eps = momentum, eps
+        self.momentum, self.eps, self.ghost_batch = momentum, eps, ghost_batch
 
     def forward(self, x):
         return F.batch_norm(x, self.gamma, self.beta, self.running_mean, self.running_var,
-                            self.training, self.momentum, self.eps)
+                            self.training, self.momentum, self.eps, self.ghost_batch)
+
+
+def set_ghost_batch(model, size):
+    """Make every BatchNorm2d of model normalize slices of `size` images (None: whole minibatches);
+    returns model."""
+    for m in model.modules():
+        if isinstance(m, BatchNorm2d):
+            m.ghost_batch = size
+    return model
 
 
 class Linear(Module):

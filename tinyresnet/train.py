@@ -28,14 +28,15 @@ from . import cpu, models, optim
 from .autograd import Tensor, no_grad
 from .data import Loader, load_cifar10, per_pixel_mean, split_train_val, subset
 from .device import read_scalars, to_device, xp_for
-from .nn import manual_seed
-from .run import folder, report, resume, stops
+from .nn import manual_seed, set_ghost_batch
+from .run import folder, parallel, report, resume, stops
 from .run.console import say
 from .run.recipe import VAL_SIZE, Recipe, UsageError, flag, parse_command_line
 from .run.state import State, Sums
 
 READ_EVERY = 20      # iterations between reads of the running loss to the host (and NaN checks)
 EVAL_BATCH = 500
+SOLO = parallel.Solo()  # one process: no data parallelism
 DATA_SEED = 0        # which images --val-split and --subset keep: the same for every --seed
 
 
@@ -64,30 +65,35 @@ def check_subset(key, n, available, which):
         raise UsageError(f"{flag(key)} {n}: the {which} set has only {available} images; give at most {available}")
 
 
-def build(recipe):
-    """The model on its device, SGD following the paper's schedule, and the data loaders: a fresh State."""
+def build(recipe, team=SOLO):
+    """The model on its device, SGD following the paper's schedule, and the data loaders: a fresh State.
+    On N ranks (team), each evaluates its part of the test set."""
     xp_for(recipe.device)  # DeviceError now, before any data is loaded
     manual_seed(recipe.seed)
     model = models.cifar_resnet(recipe.depth, recipe.residual, recipe.shortcut).to(recipe.device)
+    set_ghost_batch(model, recipe.bn_batch)  # None: batch norm over whole minibatches
     x_train, y_train, x_test, y_test, test_set = load_data(recipe)
     mean = per_pixel_mean(x_train)  # of the images actually trained on
     rng = np.random.default_rng((recipe.seed, 1))  # a stream of its own, apart from the weights' one
     train_loader = Loader(x_train, y_train, recipe.batch_size, mean, shuffle=True, augment=True, rng=rng)
-    test_loader = Loader(x_test, y_test, EVAL_BATCH, mean)
+    test_loader = Loader(*team.part(x_test, y_test), EVAL_BATCH, mean)
     total = recipe.total_iterations(len(train_loader))
     schedule = optim.paper_schedule(recipe.lr, total, recipe.warmup)
     opt = optim.SGD(model.parameters(), schedule, recipe.momentum, recipe.weight_decay)
-    return State(recipe, model, opt, train_loader, test_loader, rng, total, test_set)
+    return State(recipe, model, opt, train_loader, test_loader, rng, total, test_set, team)
 
 
-def train_step(model, opt, x, y):
-    """One SGD step on a minibatch already on the device; (loss, mistakes) as device scalars."""
+def train_step(model, opt, x, y, team=SOLO):
+    """One SGD step on a minibatch already on the device; (loss, mistakes) as device scalars.
+    On N ranks (team): x, y are this rank's share, the ranks average their gradients before
+    the step (parallel.py), and loss and mistakes are the whole minibatch's."""
     logits = model(Tensor(x))
     loss = F.cross_entropy(logits, y)
     opt.zero_grad()
     loss.backward()
+    loss, wrong = team.exchange(model, loss.data, (logits.data.argmax(axis=1) != y).sum())
     opt.step()
-    return loss.data, (logits.data.argmax(axis=1) != y).sum()
+    return loss, wrong
 
 
 def train_one_epoch(state, stop):
@@ -101,11 +107,12 @@ def train_one_epoch(state, stop):
               leave=False, disable=state.recipe.quiet, dynamic_ncols=True) as bar:
         reading = "loss, error"
         for _ in range(done, end):
-            if stop.requested:
+            if state.team.stopping(stop):
                 return False
-            x, y = next(batches)
+            x, y = next(batches)  # the whole minibatch; on N ranks, this rank trains its share
+            xs, ys = state.team.shard(x, y)
             loss, wrong = train_step(state.model, state.opt,
-                                     to_device(x, state.device), to_device(y, state.device))
+                                     to_device(xs, state.device), to_device(ys, state.device), state.team)
             state.epoch_sums.add(loss, wrong, len(y))
             state.window_sums.add(loss, wrong, len(y))
             if state.iteration % READ_EVERY == 0:
@@ -146,8 +153,9 @@ def read_window(state, bar):
     return f"loss {loss:.3f}  err {error:.1%}  lr {state.opt.lr:g}  {speed:.0f} img/s"
 
 
-def evaluate(model, loader, device, quiet=True):
-    """(mean loss, error as a fraction) over every image of loader, in eval mode, no graph."""
+def evaluate(model, loader, device, quiet=True, team=SOLO):
+    """(mean loss, error as a fraction) over every image of loader, in eval mode, no graph.
+    On N ranks (team): over the images of every rank's loader."""
     model.eval()
     loss_sum, wrong = 0.0, 0
     with no_grad():
@@ -158,7 +166,8 @@ def evaluate(model, loader, device, quiet=True):
             wrong = wrong + (logits.data.argmax(axis=1) != y).sum()
     model.train()
     loss_sum, wrong = read_scalars(loss_sum, wrong)  # one wait for the device, at the end
-    return loss_sum / len(loader.x), wrong / len(loader.x)
+    loss_sum, wrong, images = team.total(loss_sum, wrong, len(loader.x))
+    return loss_sum / images, wrong / images
 
 
 def end_of_epoch(state):
@@ -169,7 +178,8 @@ def end_of_epoch(state):
     test_loss = test_error = math.nan  # log.csv says nan for an epoch that was not measured
     if test_due(state):
         with state.evaluating():
-            test_loss, test_error = evaluate(state.model, state.test_loader, state.device, state.recipe.quiet)
+            test_loss, test_error = evaluate(state.model, state.test_loader, state.device, state.recipe.quiet,
+                                             state.team)
         stops.check_finite(state, test_loss, f"{state.test_set} loss")
     row = {"iteration": state.iteration, "epoch": state.iteration / state.batches_per_epoch,
            "lr": state.opt.lr, "train_loss": train_loss, "train_error": 100 * train_error,
@@ -179,7 +189,8 @@ def end_of_epoch(state):
         state.epoch_sums = Sums()
         state.epoch_rng = state.rng.bit_generator.state
     resume.save(state)  # first: it refuses weights that are no longer finite, and their row with them
-    folder.append_row(state.out / folder.LOG, row)
+    if state.writes:
+        folder.append_row(state.out / folder.LOG, row)
     if not state.recipe.quiet:
         tqdm.write(report.epoch_line(state, row))
 
@@ -193,14 +204,17 @@ def test_due(state):
 def train_epochs(state, stop):
     """The epoch loop: train, evaluate, log and save every epoch, to the end of the run or a stop
     (stop: the StopRequest that Ctrl-C, SIGTERM and SIGHUP set)."""
-    with stops.stop_cleanly(state, stop):
+    team = state.team
+    team.agree(stop)  # on N ranks: a signal that reached any rank while starting stops them all
+    with stops.stop_cleanly(state, stop, team.stopping):
         while state.iteration < state.total:
             reached_the_end = train_one_epoch(state, stop)
             if reached_the_end:
                 end_of_epoch(state)
             else:                           # Ctrl-C (or SIGTERM) between two steps: save the state reached
                 resume.save(state)
-            if stop.requested and state.iteration < state.total:
+            team.agree(stop)
+            if team.stopping(stop) and state.iteration < state.total:
                 raise stops.interrupted(state, stop, at_epoch_end=reached_the_end)
 
 
@@ -209,11 +223,14 @@ def session(recipe, typed, argv):
     stop; typed: the options the user gave (--resume takes the others from the checkpoint);
     argv: the command-line words config.json records. Returns the summary dict."""
     cpu.install()  # the CPU speed wing: faster conv, batch norm and ReLU, the same numbers
+    team = parallel.team()  # one process, or N ranks under mpiexec: rank 0 decides, the others follow
     recipe = recipe.resolved()
-    with stops.signals_caught() as stop, folder.claimed(recipe.out):  # one run at a time in --out
-        recipe, ckpt = resume.open_run(recipe, typed)
-        state = build(recipe)
-        resume.begin(state, ckpt, argv)
+    with stops.signals_caught() as stop, team.holding(recipe.out):  # one run at a time in --out
+        recipe, ckpt = team.on_first(lambda: resume.open_run(recipe, typed))
+        recipe = team.fit(recipe, fresh=ckpt is None)
+        state = team.first_then_rest(lambda: build(recipe, team))
+        team.together(lambda: resume.begin(state, ckpt, argv))
+        team.start(state, stop)
         if not recipe.quiet:
             say(report.introduction(state))
         train_epochs(state, stop)
@@ -227,7 +244,7 @@ def run(recipe=None, /, **options):
     With resume=True, the options left at their defaults come from the checkpoint."""
     recipe = Recipe(**options) if recipe is None else dataclasses.replace(recipe, **options)
     summary = session(recipe, recipe.changed(), recipe.argv())
-    if not recipe.quiet:
+    if not recipe.quiet and parallel.speaks():
         say(report.summary_text(summary))
     return summary
 
@@ -237,7 +254,8 @@ def main(argv=None):
     and the status report.py lists."""
     with report.exit_status():
         summary = session(*parse_command_line(argv))
-        say(report.summary_text(summary))
+        if parallel.speaks():
+            say(report.summary_text(summary))
         return summary
 
 

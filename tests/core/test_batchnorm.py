@@ -154,6 +154,105 @@ def test_module_buffers_follow_train_and_eval(rng):
     assert bn.running_mean.dtype == np.float32 and bn.running_var.dtype == np.float32
 
 
+# ------------------------------------------------------------ ghost batch norm (ghost_batch=B)
+
+def ghost_and_slices(xp, rng, shape, ghost, requires_grad=True):
+    """batch_norm(ghost_batch=ghost) of a random batch, and plain batch_norm of each B-image slice
+    on its own: ((out, dx, dgamma, dbeta, running mean, running var), [the same per slice])."""
+    x, gamma, beta = inputs(xp, rng, shape)
+    g = xp.asarray(rng.standard_normal(shape))
+    running = running_stats(xp, rng, shape[1])
+
+    def one(xs, gs, ghost_batch):
+        xt = Tensor(xs, requires_grad=requires_grad)
+        gt, bt = Tensor(gamma, requires_grad=True), Tensor(beta, requires_grad=True)
+        mean, var = running[0].copy(), running[1].copy()
+        out = batch_norm(xt, gt, bt, mean, var, training=True, ghost_batch=ghost_batch)
+        out.backward(gs)
+        return [host(out), None if xt.grad is None else host(xt.grad), host(gt.grad), host(bt.grad),
+                host(mean), host(var)]
+    n = shape[0]
+    return one(x, g, ghost), [one(x[a:a + ghost], g[a:a + ghost], None) for a in range(0, n, ghost)]
+
+
+@pytest.mark.parametrize("shape, ghost", [((8, 3, 2, 2), 4), ((8, 3, 2, 2), 2), ((7, 2, 3, 3), 3)],
+                         ids=["2-slices", "4-slices", "last-slice-shorter"])
+def test_ghost_batch_norm_normalizes_each_slice_on_its_own(shape, ghost, xp, rng):
+    """Ghost batch norm is plain batch norm of each B-image slice: the outputs and input gradients
+    of the slices side by side; gamma's and beta's gradients summed over the slices; the running
+    statistics moved once, towards the slices' average mean and unbiased variance."""
+    ghosted, parts = ghost_and_slices(xp, rng, shape, ghost)
+    out, dx, dgamma, dbeta, mean, var = ghosted
+    tight = dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out, np.concatenate([p[0] for p in parts]), **tight,
+                               err_msg="each slice must be normalized with its own mean and variance")
+    np.testing.assert_allclose(dx, np.concatenate([p[1] for p in parts]), **tight,
+                               err_msg="dx of a slice goes through that slice's statistics only")
+    np.testing.assert_allclose(dgamma, sum(p[2] for p in parts), **tight,
+                               err_msg="gamma is shared by the slices: its gradient is their sum")
+    np.testing.assert_allclose(dbeta, sum(p[3] for p in parts), **tight,
+                               err_msg="beta is shared by the slices: its gradient is their sum")
+    # each per-slice run moved the same starting running statistics once; the ghost run moves
+    # them once by the average of the slices' statistics, which is the average of those results
+    np.testing.assert_allclose(mean, np.mean([p[4] for p in parts], axis=0), **tight,
+                               err_msg="running_mean moves once per minibatch, by the slices' average mean")
+    np.testing.assert_allclose(var, np.mean([p[5] for p in parts], axis=0), **tight,
+                               err_msg="running_var moves once per minibatch, by the slices' average "
+                                       "unbiased variance")
+
+
+def test_ghost_batch_norm_without_input_gradient(xp, rng):
+    ghosted, parts = ghost_and_slices(xp, rng, (6, 2, 2, 2), 3, requires_grad=False)
+    assert ghosted[1] is None
+    np.testing.assert_allclose(ghosted[2], sum(p[2] for p in parts), rtol=1e-12, atol=1e-12)
+
+
+def test_ghost_batch_as_large_as_the_batch_is_plain_batch_norm(rng):
+    """ghost_batch >= N is one slice: the very same numbers as no ghost_batch, bit for bit."""
+    x, gamma, beta = inputs(np, rng, (4, 3, 2, 2))
+    results = []
+    for ghost in (None, 4, 9):
+        xt = Tensor(x, requires_grad=True)
+        mean, var = running_stats(np, np.random.default_rng(1), 3)
+        out = batch_norm(xt, Tensor(gamma), Tensor(beta), mean, var, training=True, ghost_batch=ghost)
+        out.backward(np.ones_like(x) + x)
+        results.append((out.data, xt.grad, mean, var))
+    for ghost, result in zip((4, 9), results[1:]):
+        for a, b in zip(result, results[0]):
+            np.testing.assert_array_equal(a, b, err_msg=f"ghost_batch={ghost} on a batch of 4")
+
+
+def test_ghost_batch_norm_backward(xp, rng):
+    x, gamma, beta = inputs(xp, rng, (6, 2, 2, 2))
+    mean, var = running_stats(xp, rng, 2)
+    gradcheck(lambda x, g, b: batch_norm(x, g, b, mean, var, training=True, ghost_batch=2), x, gamma, beta,
+              name="batch_norm training, ghost_batch=2")
+
+
+def test_ghost_batch_is_ignored_in_eval(xp, rng):
+    x, gamma, beta = inputs(xp, rng)
+    mean, var = running_stats(xp, rng, 3)
+    plain = host(batch_norm(Tensor(x), Tensor(gamma), Tensor(beta), mean, var, training=False))
+    ghosted = host(batch_norm(Tensor(x), Tensor(gamma), Tensor(beta), mean, var, training=False, ghost_batch=1))
+    np.testing.assert_array_equal(ghosted, plain, err_msg="eval mode uses the running statistics, no slices")
+
+
+def test_ghost_slice_with_one_value_per_channel_raises(xp):
+    x = Tensor(xp.asarray(np.arange(12.0).reshape(3, 4, 1, 1)))
+    mean, var = xp.zeros(4), xp.ones(4)
+    with pytest.raises(ValueError, match="slice of 1"):
+        batch_norm(x, Tensor(xp.ones(4)), Tensor(xp.zeros(4)), mean, var, training=True, ghost_batch=2)
+    with pytest.raises(ValueError, match="ghost_batch must be"):
+        batch_norm(x, Tensor(xp.ones(4)), Tensor(xp.zeros(4)), mean, var, training=True, ghost_batch=0)
+
+
+def test_set_ghost_batch_reaches_every_batch_norm():
+    from tinyresnet import models
+    model = nn.set_ghost_batch(models.cifar_resnet(8, shortcut="B"), 4)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 9 and all(m.ghost_batch == 4 for m in norms)  # 7 after convs, 2 in projections
+
+
 # ------------------------------------------------------------ against PyTorch
 
 def assert_close(ours, theirs, what, rtol=1e-4):

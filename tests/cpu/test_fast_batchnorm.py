@@ -81,3 +81,35 @@ def test_fast_passes_apply_to_channels_last_numpy_arrays_only():
     stored_cl = channels_last_zeros(np, (2, 3, 4, 4), np.float32)
     assert fast_batchnorm.applies(stored_cl)
     assert not fast_batchnorm.applies(stored_cl, np.zeros((2, 3, 4, 4))), "a plain (N, C, H, W) array"
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)], ids=["float64", "float32"])
+def test_ghost_batch_norm_gives_the_same_numbers_installed_or_not(dtype, tol, rng):
+    """Ghost batch norm (ghost_batch=B) runs the four passes on each B-image slice; a slice of a
+    channels-last batch is channels-last too, so the speed wing takes its fast passes there, and
+    must give the numbers of the definitions (tinyresnet.cpu.definitions())."""
+    import tinyresnet.cpu
+    shape, ghost = (8, 16, 5, 5), 3
+    x = channels_last_zeros(np, shape, dtype)
+    x[...] = rng.standard_normal(shape) * 2 + 1
+    assert fast_batchnorm.applies(x[0:ghost]), "a slice of a channels-last batch takes the fast passes"
+    g = rng.standard_normal(shape).astype(dtype)
+    gamma, beta = rng.uniform(0.5, 2.0, 16).astype(dtype), rng.standard_normal(16).astype(dtype)
+
+    def run():
+        xt, gt, bt = Tensor(x, requires_grad=True), Tensor(gamma, requires_grad=True), Tensor(beta, requires_grad=True)
+        mean, var = np.zeros(16, dtype), np.ones(16, dtype)
+        out = batch_norm(xt, gt, bt, mean, var, training=True, ghost_batch=ghost)
+        out.backward(g)
+        return [out.data, xt.grad, gt.grad, bt.grad, mean, var]
+    with tinyresnet.cpu.definitions():
+        plain = run()
+    tinyresnet.cpu.install()
+    try:
+        fast = run()
+    finally:
+        tinyresnet.cpu.uninstall()
+    for what, want, got in zip(["output", "dx", "dgamma", "dbeta", "running mean", "running var"], plain, fast):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol,
+                                   err_msg=f"ghost batch norm's {what} differs with the speed wing installed")
+    assert fast[0].strides == x.strides, "the output keeps the input's channels-last layout"

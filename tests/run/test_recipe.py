@@ -6,7 +6,7 @@ from tinyresnet.run.recipe import FIELDS, Recipe, UsageError, build_parser, pars
 pytestmark = pytest.mark.train
 
 EVERY_OPTION_CHANGED = dict(depth=56, residual=False, shortcut="B", epochs=3, subset=500,
-                            test_subset=100, val_split=True, warmup=True, batch_size=64, lr=0.05,
+                            test_subset=100, val_split=True, warmup=True, batch_size=64, bn_batch=32, lr=0.05,
                             momentum=0.8, weight_decay=5e-4, device="gpu", data_dir="d",
                             out="o", resume=True, seed=7, quiet=True)
 
@@ -41,7 +41,10 @@ def test_an_unknown_option_is_named():
     (dict(shortcut="C"), "--shortcut must be one of A, B"),
     (dict(epochs=2, iterations=5), "give one of them, not both"),
     (dict(batch_size=0), "--batch-size must be at least 1"),
-], ids=["depth", "lr type", "subset type", "shortcut", "epochs and iterations", "batch size"])
+    (dict(bn_batch=0), "--bn-batch must be at least 1"),
+    (dict(batch_size=128, bn_batch=48), "--bn-batch 48 must divide --batch-size 128 into equal slices"),
+], ids=["depth", "lr type", "subset type", "shortcut", "epochs and iterations", "batch size", "bn batch",
+        "bn batch divides"])
 def test_python_callers_get_the_command_lines_checks(options, message):
     with pytest.raises(UsageError, match=message):
         Recipe(**options)

@@ -116,6 +116,23 @@ def test_run_api_matches_the_command_line(fake, tmp_path):
     assert train.run(out=tmp_path / "plain", resume=True, quiet=True)["iterations"] == 2
 
 
+def test_bn_batch_normalizes_slices_of_the_minibatch(fake, tmp_path, capsys):
+    """--bn-batch B sets ghost batch norm on every batch norm of the net: B equal to the batch is
+    plain batch norm (the same weights, bit for bit), a smaller B trains other weights."""
+    from train_helpers import weights
+    runs = {}
+    for name, more in (("plain", ()), ("whole", ("--bn-batch", "8")), ("ghost", ("--bn-batch", "4"))):
+        train.main(tiny(fake, tmp_path / name, "--iterations", "2", *more, quiet=name != "ghost"))
+        runs[name] = weights(tmp_path / name)
+    assert "batch norm over slices of 4" in capsys.readouterr().out
+    for k in runs["plain"]:
+        np.testing.assert_array_equal(runs["whole"][k], runs["plain"][k], err_msg=k)
+    assert any(not np.array_equal(runs["ghost"][k], runs["plain"][k]) for k in runs["plain"]), \
+        "--bn-batch 4 on batches of 8 must change the arithmetic"
+    config = json.loads((tmp_path / "ghost" / "config.json").read_text())
+    assert config["args"]["bn_batch"] == 4 and "--bn-batch 4" in config["command"]
+
+
 def test_val_split_is_used_as_the_test_columns(fake, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train, "VAL_SIZE", 17)
     train.main(tiny(fake, tmp_path / "val", "--iterations", "1", "--val-split", quiet=False))

@@ -239,7 +239,7 @@ def make_config(state, argv):
     r = state.recipe
     return {
         "name": r.name, "label": r.label,
-        "command": command_line(argv), "argv": list(argv),
+        "command": state.team.launcher() + command_line(argv), "argv": list(argv),
         "args": r.as_dict(),
         "device": r.device, "device_name": _device_name(r.device),
         "test_set": state.test_set,
@@ -249,6 +249,7 @@ def make_config(state, argv):
         "parameters": state.model.num_parameters(),
         "versions": _versions(r.device),
         "started": now(),
+        **({"processes": state.team.size} if state.team.size > 1 else {}),  # data-parallel ranks
     }
 
 

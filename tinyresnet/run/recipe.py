@@ -51,7 +51,13 @@ class Recipe:
     shortcut: str = option("A", "fixed", "network",
                            "where the shape changes: A = zero-padded identity (default), B = 1x1 projection",
                            choices=models.SHORTCUTS)
-    batch_size: int = option(128, "fixed", "optimization", "minibatch size (default 128)")
+    batch_size: int = option(128, "fixed", "optimization",
+                             "minibatch size (default 128); with mpiexec -n N, the global batch, "
+                             "shared out among the N processes")
+    bn_batch: Optional[int] = option(None, "fixed", "optimization",
+                                     "ghost batch norm: normalize each B-image slice of a minibatch on "
+                                     "its own, as the paper's two GPUs did with 64 images each (default: "
+                                     "the whole minibatch; with mpiexec, each process's share)", metavar="B")
     lr: float = option(0.1, "fixed", "optimization", "initial learning rate (default 0.1)")
     momentum: float = option(0.9, "fixed", "optimization", "(default 0.9)")
     weight_decay: float = option(1e-4, "fixed", "optimization", "(default 1e-4)")
@@ -167,10 +173,12 @@ def check(recipe):
         raise UsageError(f"--out must name a folder, got {r.out!r}")
     if r.iterations is not None and r.epochs is not None:
         raise UsageError("--iterations and --epochs: give one of them, not both")
-    for key in ("batch_size", "iterations", "epochs", "subset", "test_subset", "eval_every"):
+    for key in ("batch_size", "bn_batch", "iterations", "epochs", "subset", "test_subset", "eval_every"):
         value = getattr(r, key)
         if value is not None and value < 1:
             raise UsageError(f"{flag(key)} must be at least 1, got {value}")
+    if r.bn_batch is not None and r.batch_size % r.bn_batch:
+        raise UsageError(f"--bn-batch {r.bn_batch} must divide --batch-size {r.batch_size} into equal slices")
     if not (math.isfinite(r.lr) and r.lr > 0):
         raise UsageError(f"--lr must be a positive number, got {r.lr}")
     if not 0 <= r.momentum < 1:

@@ -14,6 +14,7 @@ from ..data import DataError
 from ..device import DeviceError
 from .checkpoint import CheckpointError
 from .folder import CHECKPOINT, CONFIG, LOG, LOG_COLUMNS
+from . import parallel
 from .console import plural, say
 from .recipe import VAL_SIZE, UsageError
 from .stops import Diverged, Interrupted, WriteFailed
@@ -22,8 +23,10 @@ from .stops import Diverged, Interrupted, WriteFailed
 def introduction(state):
     r = state.recipe
     lines = [f"{state.model!r} on {r.device}; {len(state.train_loader.x)} training images, "
-             f"batch {r.batch_size}, {state.batches_per_epoch} batches per epoch",
+             f"batch {r.batch_size}{batch_norm_slices(r)}, {state.batches_per_epoch} batches per epoch",
              f"{length(state.total, state.total / state.batches_per_epoch)}; {state.opt.schedule}"]
+    if state.team is not None and state.team.describe():
+        lines.append(state.team.describe())
     if r.val_split:
         lines.append(f"--val-split: {VAL_SIZE} training images held out; the test_* columns "
                      "are measured on them, not on the test set")
@@ -34,6 +37,11 @@ def introduction(state):
         lines.append(f"note: {note}")
     lines.append(f"writing to {state.out}/")
     return "\n".join(lines)
+
+
+def batch_norm_slices(recipe):
+    """' (batch norm over slices of 64)' for --bn-batch 64, else ''."""
+    return "" if recipe.bn_batch is None else f" (batch norm over slices of {recipe.bn_batch})"
 
 
 def epoch_line(state, row):
@@ -105,5 +113,6 @@ def exit_status():
 
 def _exit(message, status):
     sys.stdout.flush()
-    say(f"tinyresnet.train: {message}", sys.stderr)
+    if parallel.speaks():  # on N ranks, rank 0 says it once
+        say(f"tinyresnet.train: {message}", sys.stderr)
     raise SystemExit(status)

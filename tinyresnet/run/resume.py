@@ -87,13 +87,16 @@ def begin(state, ckpt, argv):
     new schedule, if the length changed)."""
     out = state.out
     if ckpt is None:
-        write_log(out / LOG, [])
-        write_json(out / CONFIG, make_config(state, argv))
+        if state.writes:
+            write_log(out / LOG, [])
+            write_json(out / CONFIG, make_config(state, argv))
         return
     restore(state, ckpt)
     if state.iteration > state.total:
         raise UsageError(f"the checkpoint is at iteration {state.iteration}, past the "
                          f"{plural(state.total, 'iteration')} asked for")
+    if not state.writes:  # a data-parallel rank other than 0: rank 0 writes the folder
+        return
     write_log(out / LOG, state.rows)  # drop rows logged after the checkpoint
     config = _config_to_continue(state, argv)
     session = {"command": command_line(argv), "iteration": state.iteration, "device": state.device,
@@ -137,6 +140,12 @@ def save(state):
         check_finite(state, state.epoch_sums.read()[0], "training loss")
     model = state.model.state_dict()  # host copies: checked here, without a wait per parameter
     check_weights(state, model)
+    if state.writes:  # every rank checks; rank 0 alone writes
+        _write(state, model)
+    state.saved_iteration = state.iteration
+
+
+def _write(state, model):
     save_checkpoint(state.out / CHECKPOINT, {
         "args": state.recipe.as_dict(),
         "total": state.total,
@@ -150,7 +159,6 @@ def save(state):
         "rows": state.rows,
         "wall_time": state.wall_time(),
     })
-    state.saved_iteration = state.iteration
 
 
 def restore(state, ckpt):

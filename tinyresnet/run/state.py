@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from ..device import read_scalars
+from .parallel import Solo
 
 
 class State:
@@ -18,10 +19,14 @@ class State:
     epoch_rng                     rng's state when the current epoch began (to replay it)
     epoch_sums, window_sums       running training loss and mistakes: this epoch, since the last read
     rows                          the log rows so far
+    team, writes                  the processes training it (run/parallel.py), and whether this one
+                                  writes the run folder (rank 0 does)
     """
 
-    def __init__(self, recipe, model, opt, train_loader, test_loader, rng, total, test_set):
+    def __init__(self, recipe, model, opt, train_loader, test_loader, rng, total, test_set, team=None):
         self.recipe, self.out, self.device = recipe, Path(recipe.out), recipe.device
+        self.team = Solo() if team is None else team  # the processes training it (run/parallel.py)
+        self.writes = self.team.first    # only rank 0 writes to --out
         self.model, self.opt = model, opt
         self.train_loader, self.test_loader, self.rng, self.total = train_loader, test_loader, rng, total
         self.test_set = test_set         # "test", "val" or "test (1000 images)": what test_* measure

@@ -89,12 +89,13 @@ FLOAT_WARNINGS = "(overflow|invalid value|divide by zero) encountered"
 
 
 @contextlib.contextmanager
-def stop_cleanly(state, stop):
+def stop_cleanly(state, stop, stopping=None):
     """Around the training: a KeyboardInterrupt in the middle of a step becomes Interrupted, and a
     failed write WriteFailed, both saying which checkpoint is kept. A stop asked for while the
-    run was starting stops it before its first step."""
+    run was starting stops it before its first step. stopping(stop): whether to stop (default
+    stop.requested; on N ranks, what all of them agreed, run/parallel.py)."""
     try:
-        if stop.requested:
+        if stop.requested if stopping is None else stopping(stop):
             raise Interrupted(f"stopped before the first step; {resume_hint(state)}", stop.signum)
         yield
     except KeyboardInterrupt:
@@ -114,7 +115,7 @@ def resume_hint(state):
     if state.saved_iteration is None:
         return "no checkpoint was saved yet, so there is nothing to resume"
     return (f"{state.out / CHECKPOINT} holds iteration {state.saved_iteration}; go on with: "
-            f"{PROG} --out {shlex.quote(str(state.out))} --resume")
+            f"{state.team.launcher()}{PROG} --out {shlex.quote(str(state.out))} --resume")
 
 
 def kept(state):

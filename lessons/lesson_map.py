@@ -107,6 +107,9 @@ LESSONS = (
            "bottleneck block, parameter counts, multiply-adds counted by forward hooks, one 224×224 "
            "training step timed; ResNet-1202",
            {"imagenet": "the ImageNet ResNets of Table 1: parameter counts, multiply-adds, the bottleneck"}),
+    Lesson("10_data_parallel", "the paper's two GPUs: why the mean of the shards' gradients is the minibatch's, "
+           "why batch norm breaks that and ghost batch norm (`--bn-batch`) restores it; the ring allreduce; "
+           "`mpiexec -n 2` against one process; how many images batch norm should normalize together, measured"),
 )
 
 

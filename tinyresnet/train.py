@@ -80,7 +80,9 @@ def build(recipe, team=SOLO):
     total = recipe.total_iterations(len(train_loader))
     schedule = optim.paper_schedule(recipe.lr, total, recipe.warmup)
     opt = optim.SGD(model.parameters(), schedule, recipe.momentum, recipe.weight_decay)
-    return State(recipe, model, opt, train_loader, test_loader, rng, total, test_set, team)
+    state = State(recipe, model, opt, train_loader, test_loader, rng, total, test_set, team)
+    state.test_images = len(x_test)
+    return state
 
 
 def train_step(model, opt, x, y, team=SOLO):

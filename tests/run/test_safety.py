@@ -154,8 +154,9 @@ def test_broken_weights_stop_the_run_before_their_row_is_logged(fake, tmp_path, 
     out = tmp_path / "nan"
     step, calls = train.train_step, [0]
 
-    def breaks_the_weights(model, opt, x, y):
-        result = step(model, opt, x, y)
+    def breaks_the_weights(*args):
+        result = step(*args)
+        opt = args[1]
         calls[0] += 1
         if calls[0] == 6:
             opt.params[0].data[...] = np.nan

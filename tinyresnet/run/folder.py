@@ -243,7 +243,7 @@ def make_config(state, argv):
         "args": r.as_dict(),
         "device": r.device, "device_name": _device_name(r.device),
         "test_set": state.test_set,
-        "train_images": len(state.train_loader.x), "test_images": len(state.test_loader.x),
+        "train_images": len(state.train_loader.x), "test_images": state.test_images,
         "batches_per_epoch": state.batches_per_epoch, "total_iterations": state.total,
         "schedule": str(state.opt.schedule),
         "parameters": state.model.num_parameters(),

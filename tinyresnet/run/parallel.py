@@ -22,15 +22,20 @@ with its slices (batchnorm.py).
 Rank 0 holds the run folder (lock, log, config, checkpoint) and speaks; the other ranks read
 what it decides (the recipe, the checkpoint to resume) and keep quiet. A signal stops every
 rank after the same whole step, because the ranks' stop requests travel in the step's
-allreduce. Every collective waits at most TIMEOUT seconds (TINYRESNET_MPI_TIMEOUT): a rank
-that died or hangs ends the run with one line, not a silent hang. (mpiexec itself ends the
-others when a rank dies on one machine.)
+allreduce. Every collective of the training loop on CPUs waits at most TIMEOUT seconds
+(TINYRESNET_MPI_TIMEOUT): a rank that died or hangs ends the run with one line, not a silent
+hang. (mpiexec itself ends the others when a rank dies on one machine.)
+
+With --device gpu each rank takes one GPU (its number among the ranks on its machine) and the
+step's buffer is summed on the GPUs by NCCL through CuPy (Nccl); the stop requests then take a
+small allreduce of their own on the host, so that the host never waits for the GPU in a step.
 
 One process without mpiexec is `Solo`: nothing is imported, shared or waited for, and the run
 is exactly a one-process run. This module is the run wing's: the core never imports it.
 """
 import contextlib
 import dataclasses
+import importlib
 import os
 import pickle
 import sys
@@ -38,14 +43,14 @@ import time
 
 import numpy as np
 
-from ..device import xp_of
+from ..device import DeviceError, xp_for, xp_of
 from ..nn import BatchNorm2d
-from . import folder
+from . import folder, stops
 from .console import say
 from .recipe import UsageError
 
 # environment variables by which launchers tell a process how many ranks there are
-LAUNCHERS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+LAUNCHERS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")  # MPICH's (and Intel MPI's, Slurm's PMI), Open MPI's
 TIMEOUT = float(os.environ.get("TINYRESNET_MPI_TIMEOUT", 600))  # seconds a rank waits for the others
 POLL = 0.0005  # seconds between looks at an unfinished collective
 
@@ -80,8 +85,10 @@ def _join(size):
         raise UsageError(f"started on {size} processes by mpiexec, but mpi4py is not installed: "
                          "pip install mpi4py mpich (or run one process without mpiexec)") from None
     comm = MPI.COMM_WORLD
-    if comm.Get_size() == 1:
-        return Solo()
+    if comm.Get_size() != size:  # each process alone in its own MPI world: they would train apart
+        raise UsageError(f"the launcher started {size} processes, but MPI here sees {comm.Get_size()}: mpi4py "
+                         "uses another MPI than the mpiexec that started it; start it with that MPI's "
+                         "mpiexec (pip install mpi4py mpich gives a matching pair)")
     return Ranks(comm, MPI)
 
 
@@ -125,7 +132,7 @@ class Solo:
     def first_then_rest(self, fn):
         return fn()
 
-    def describe(self):
+    def describe(self, batch_size):
         return None
 
     def launcher(self):
@@ -147,6 +154,7 @@ class Ranks:
         self.agreed = 0            # the signal every rank agreed to stop on (0: none)
         self.flat = None           # the step's buffer, made at the first exchange
         self.state = self.stop = None
+        self.nccl = None           # with --device gpu: NCCL on one GPU per rank (Nccl)
 
     def start(self, state, stop):
         """Follow this run: its stop request travels in every step's allreduce."""
@@ -180,7 +188,28 @@ class Ranks:
         if share % recipe.bn_batch:
             raise UsageError(f"--bn-batch {recipe.bn_batch} does not divide each process's {share} images "
                              f"(--batch-size {recipe.batch_size} on {self.size} processes) into equal slices")
+        if recipe.device == "gpu" and self.nccl is None:
+            self.nccl = self.use_gpus()
         return recipe
+
+    def use_gpus(self):
+        """One GPU per rank (the rank's number among the ranks on its machine), and an NCCL
+        communicator over them: an Nccl. DeviceError on every rank, in one line, without CuPy,
+        NCCL or enough GPUs."""
+        local = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)
+        here, local_rank = local.Get_size(), local.Get_rank()
+
+        def pick():
+            cupy, nccl = nccl_module()
+            gpus = cupy.cuda.runtime.getDeviceCount()
+            if here > gpus:
+                raise DeviceError(f"{here} processes on one machine but {gpus} GPU(s) there: NCCL needs a GPU "
+                                  f"per process; start at most {gpus} per machine")
+            cupy.cuda.Device(local_rank).use()
+            return nccl
+        nccl = self.together(pick)
+        unique_id = self.comm.bcast(nccl.get_unique_id() if self.first else None, root=0)
+        return Nccl(self.size, self.rank, unique_id)
 
     def shard(self, x, y):
         """This rank's slice of a global minibatch: the rank-th of N equal parts."""
@@ -198,30 +227,35 @@ class Ranks:
     def exchange(self, model, loss, wrong):
         """After backward, before the SGD step: replace every gradient and running statistic by
         its mean over the ranks, in one allreduce; returns the step's global (mean loss,
-        mistakes). The ranks' stop requests travel in the same buffer (agreed, stopping)."""
+        mistakes). On CPUs the ranks' stop requests travel in the same buffer (agreed, stopping);
+        on GPUs (NCCL) the buffer stays on the devices and they take a small allreduce of their own
+        on the host, so that the host never waits for the GPU inside a step."""
         arrays = [p.grad for p in model.parameters()] + [a for m in model.modules() if isinstance(m, BatchNorm2d)
                                                          for a in (m.running_mean, m.running_var)]
         if any(a is None for a in arrays):
             raise RuntimeError("data-parallel step: a parameter got no gradient; every rank must use every parameter")
-        xp = xp_of(arrays[0])
-        sizes = [a.size for a in arrays]
-        n = sum(sizes)
-        if self.flat is None or self.flat.size != n + 2 + self.size:
-            self.flat = xp.empty(n + 2 + self.size, dtype=np.float32)
+        n = sum(a.size for a in arrays)
+        stop_slots = 0 if self.nccl else self.size
+        if self.flat is None or self.flat.size != n + 2 + stop_slots:
+            self.flat = xp_of(arrays[0]).empty(n + 2 + stop_slots, dtype=np.float32)
         flat, start = self.flat, 0
         for a in arrays:  # pack: each array's values into its place (reshape of a 1-D slice is a view)
             flat[start:start + a.size].reshape(a.shape)[...] = a
             start += a.size
         flat[n], flat[n + 1] = loss, wrong
-        flat[n + 2:] = 0
-        flat[n + 2 + self.rank] = self.stop.signum if self.stop.requested else 0
-        self.allreduce(flat, "the gradients of a step")
+        if self.nccl:
+            self.nccl.allreduce(flat)
+            self.agree(self.stop)
+        else:
+            flat[n + 2:] = 0
+            flat[n + 2 + self.rank] = self.stop.signum if self.stop.requested else 0
+            self.allreduce(flat, "the gradients of a step")
+            self._note_stops(flat[n + 2:])
         flat[:n + 1] /= self.size
         start = 0
         for a in arrays:  # unpack the means
             a[...] = flat[start:start + a.size].reshape(a.shape)
             start += a.size
-        self._note_stops(flat[n + 2:])
         return flat[n].copy(), flat[n + 1].copy()
 
     def allreduce(self, buffer, what):
@@ -234,19 +268,23 @@ class Ranks:
             if time.monotonic() > deadline:
                 self.abort(f"rank {self.rank} waited {TIMEOUT:g} s for the other ranks ({what}"
                            + (f", iteration {self.state.iteration}" if self.state is not None else "")
-                           + "): one of them has died or hangs; stopping all of them. The checkpoint "
-                           "on disk is the last one saved; go on with --resume")
+                           + "): one of them has died or hangs; stopping all of them"
+                           + (f"; {stops.resume_hint(self.state)}" if self.first and self.state is not None else ""))
             time.sleep(POLL)
 
     def abort(self, message):
+        """Say why, then end every rank (MPI_Abort) and this process, whatever MPI does."""
         say(f"tinyresnet.train: error: {message}", sys.stderr)
         sys.stderr.flush()
-        self.comm.Abort(1)
+        try:
+            self.comm.Abort(1)
+        finally:
+            os._exit(1)
 
     # ------------------------------------------------------------ stopping together
 
     def _note_stops(self, signals):
-        asked = [int(s) for s in np.asarray(signals.get() if hasattr(signals, "get") else signals) if s > 0]
+        asked = [int(s) for s in signals if s > 0]
         if asked and not self.agreed:
             self.agreed = asked[0]
 
@@ -304,8 +342,42 @@ class Ranks:
         """What goes before `python -m tinyresnet.train` to start this run again."""
         return f"mpiexec -n {self.size} "
 
-    def describe(self):
-        return f"data-parallel on {self.size} processes (MPI), one share of each minibatch each"
+    def describe(self, batch_size):
+        """The introduction's line: 'data-parallel on 2 processes (MPI), 64 images of each minibatch each'."""
+        on = "GPUs, NCCL" if self.nccl else "MPI"
+        return f"data-parallel on {self.size} processes ({on}), {batch_size // self.size} images of each minibatch each"
+
+
+class Nccl:
+    """The step's allreduce among GPUs, with NCCL through CuPy: a sum in place, queued on the
+    current stream (the host does not wait). size ranks, this one `rank`, joined by the
+    unique_id that rank 0 made (nccl.get_unique_id()) and passed to every rank."""
+
+    def __init__(self, size, rank, unique_id):
+        cupy, self.nccl = nccl_module()
+        self.stream = cupy.cuda.get_current_stream
+        self.comm = self.nccl.NcclCommunicator(size, unique_id, rank)
+
+    def allreduce(self, buffer):
+        """buffer (a float32 CuPy array) summed over the ranks, in place."""
+        self.comm.allReduce(buffer.data.ptr, buffer.data.ptr, buffer.size, self.nccl.NCCL_FLOAT32,
+                            self.nccl.NCCL_SUM, self.stream().ptr)
+
+
+def nccl_module():
+    """(cupy, cupy.cuda.nccl), or a DeviceError that says what is missing: CuPy and a GPU
+    (device.xp_for), or CuPy's NCCL bindings."""
+    cupy = xp_for("gpu")
+    try:
+        nccl = importlib.import_module(cupy.__name__ + ".cuda.nccl")
+        if not getattr(nccl, "available", True):
+            raise ImportError
+        nccl.get_unique_id  # noqa: B018 (present only when CuPy was built with NCCL)
+    except (ImportError, AttributeError):
+        raise DeviceError("data-parallel training on GPUs needs NCCL through CuPy (cupy.cuda.nccl); install "
+                          "NCCL as CuPy's install guide says (optional libraries), or train on one GPU "
+                          "without mpiexec") from None
+    return cupy, nccl
 
 
 def _outcome(fn):

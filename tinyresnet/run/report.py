@@ -25,8 +25,8 @@ def introduction(state):
     lines = [f"{state.model!r} on {r.device}; {len(state.train_loader.x)} training images, "
              f"batch {r.batch_size}{batch_norm_slices(r)}, {state.batches_per_epoch} batches per epoch",
              f"{length(state.total, state.total / state.batches_per_epoch)}; {state.opt.schedule}"]
-    if state.team is not None and state.team.describe():
-        lines.append(state.team.describe())
+    if state.team.describe(r.batch_size):
+        lines.append(state.team.describe(r.batch_size))
     if r.val_split:
         lines.append(f"--val-split: {VAL_SIZE} training images held out; the test_* columns "
                      "are measured on them, not on the test set")

@@ -99,7 +99,7 @@ def begin(state, ckpt, argv):
         return
     write_log(out / LOG, state.rows)  # drop rows logged after the checkpoint
     config = _config_to_continue(state, argv)
-    session = {"command": command_line(argv), "iteration": state.iteration, "device": state.device,
+    session = {"command": state.team.launcher() + command_line(argv), "iteration": state.iteration, "device": state.device,
                "time": now()}
     if state.total != ckpt["total"]:
         warn(_new_length(state, ckpt["total"]))

@@ -31,6 +31,7 @@ class State:
         self.train_loader, self.test_loader, self.rng, self.total = train_loader, test_loader, rng, total
         self.test_set = test_set         # "test", "val" or "test (1000 images)": what test_* measure
         self.batches_per_epoch = len(train_loader)
+        self.test_images = len(test_loader.x)  # on N ranks, build sets the total of their parts
         self.epoch_rng = rng.bit_generator.state
         self.epoch_sums, self.window_sums = Sums(), Sums()
         self.rows = []

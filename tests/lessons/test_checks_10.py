@@ -54,7 +54,7 @@ def allreduce_with(slip, buffers, send):
     steps = P if slip == "P steps" else P - 1
     for s in range(steps):
         for p in range(P):
-            k = (p - s) % P
+            k = (p - s - 1) % P if slip == "reduce-scatter index off by one" else (p - s) % P
             chunk(neighbour(p), k)[...] += send(p, neighbour(p), chunk(p, k))
     if slip != "no all-gather":
         for s in range(P - 1):
@@ -88,6 +88,7 @@ def test_the_check_passes_the_solution_and_the_unslipped_plant(capsys):
                         "send(p, (p + 1) % P, chunk)"]),
     ("all-gather index off by one", ["case: P = 2 workers", "holds the sum of buffers {0} only, not of all 2",
                                      "A chunk index is off by one"]),
+    ("reduce-scatter index off by one", ["case: P = 2 workers", "A chunk index is off by one"]),
     ("P steps", ["case: P = 1 worker", "one was added twice", "P - 1 steps, not P"]),
     ("inputs modified", ["case: P = 2 workers", "buffers[0] changed: your function modified its input",
                          "b.copy()"]),

@@ -209,6 +209,21 @@ def test_resume_of_a_finished_run_trains_nothing(fake, tmp_path, uninterrupted):
     assert summary["iterations"] == 2 and (out / "checkpoint.npz").read_bytes() == before
 
 
+def test_a_checkpoint_saved_before_bn_batch_existed_resumes(fake, tmp_path, monkeypatch, uninterrupted):
+    """Runs saved before --bn-batch have no bn_batch in their options: they normalized whole
+    minibatches, and resume as such, exactly."""
+    out = tmp_path / "older"
+    evaluate = train.evaluate
+    monkeypatch.setattr(train, "evaluate", after_call(1, evaluate, ctrl_c))  # stop after epoch 1
+    assert exit_status(tiny(fake, out, *RECIPE)) == 130
+    monkeypatch.setattr(train, "evaluate", evaluate)
+    state = load_checkpoint(out / "checkpoint.npz")
+    del state["args"]["bn_batch"]
+    save_checkpoint(out / "checkpoint.npz", state)
+    train.main(["--out", str(out), "--resume", "--quiet"])
+    assert_same_run(out, uninterrupted[0])
+
+
 def test_resume_can_lengthen_the_run(fake, tmp_path, capsys):
     out = tmp_path / "longer"
     train.main(tiny(fake, out, "--iterations", "2"))

@@ -61,9 +61,15 @@ def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# options added after runs were saved, with the value that those runs had in effect
+ADDED_LATER = {"bn_batch": None}  # before --bn-batch, batch norm normalized whole minibatches
+
+
 def resumed_recipe(recipe, typed, ckpt, path):
     """--resume: options not typed come from the checkpoint; typed fixed options must match it."""
     saved = ckpt.get("args") if isinstance(ckpt, dict) else None
+    if isinstance(saved, dict):
+        saved = {**ADDED_LATER, **saved}
     if not isinstance(saved, dict) or not all(k in saved for k in EXPERIMENT):
         raise CheckpointError(f"{path}: has no record of its options; cannot resume it")
     taken = {k: saved[k] for k in FIXED + WHERE if k not in typed and k in saved}

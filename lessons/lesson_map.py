@@ -114,6 +114,11 @@ LESSONS = (
            "hooks (against Table 1's FLOPs), one 224×224 training step timed; ResNet-1202's first step, "
            "and why the paper warms up",
            {"imagenet": "the ImageNet ResNets of Table 1: parameter counts, multiply-adds, the bottleneck"}),
+    Lesson("10_data_parallel", "the paper's two GPUs: why the mean of the shards' gradients is the minibatch's, "
+           "why batch norm breaks that and ghost batch norm (`--bn-batch`) restores it; the ring allreduce; "
+           "`mpiexec -n 2` against one process; how many images batch norm should normalize together, measured",
+           {"parallel": "data-parallel training on MPI ranks: 2 ranks against one process with --bn-batch, "
+                        "stops, resume, a hung rank"}),
 )
 
 

@@ -32,7 +32,7 @@ from train_helpers import log_rows, tiny, weights  # noqa: E402
 
 pytest_plugins = ["train_helpers"]  # its fixtures: fake, no_network
 
-pytestmark = pytest.mark.train
+pytestmark = [pytest.mark.train, pytest.mark.parallel]   # lessons 04 and 10
 
 ROOT = Path(__file__).resolve().parents[2]
 MPIEXEC = shutil.which("mpiexec") or shutil.which("mpiexec", path=str(Path(sys.executable).parent))  # pip: beside python

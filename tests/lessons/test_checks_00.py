@@ -16,22 +16,10 @@ from checks.harness import FAILED, NOT_WRITTEN, PASSED
 from solutions.data import my_augment
 from tinyresnet.data import augment
 
+from planted import rejects, verdict
+
 pytestmark = pytest.mark.lessons
 
-
-def verdict(capsys, check, *fns):
-    """(what the check returned, what it printed)."""
-    ok = check(*fns)
-    return ok, capsys.readouterr().out
-
-
-def rejects(capsys, check, *fns, says=()):
-    """The check must fail and its message must contain every phrase in `says`."""
-    ok, out = verdict(capsys, check, *fns)
-    assert ok is False and out.startswith(FAILED), f"the check did not reject the planted bug:\n{out}"
-    for phrase in says:
-        assert phrase in out, f"the message should say {phrase!r}; it said:\n{out}"
-    return out
 
 
 def augment_with(slip, x, rng):

@@ -14,24 +14,10 @@ from checks.harness import FAILED, NOT_WRITTEN, PASSED
 from solutions import conv as solved_conv
 from solutions import im2col as solved_im2col
 
+from planted import rejects, verdict
+
 pytestmark = pytest.mark.lessons
 
-
-def verdict(capsys, check, *fns):
-    """(what the check returned, what it printed)."""
-    ok = check(*fns)
-    return ok, capsys.readouterr().out
-
-
-def rejects(capsys, check, *fns, says=(), not_says=()):
-    """The check must fail, its message must contain every phrase of `says` and none of `not_says`."""
-    ok, out = verdict(capsys, check, *fns)
-    assert ok is False and out.startswith(FAILED), f"the check did not reject the planted bug:\n{out}"
-    for phrase in says:
-        assert phrase in out, f"the message should say {phrase!r}; it said:\n{out}"
-    for phrase in not_says:
-        assert phrase not in out, f"the message should not say {phrase!r} (another slip's hint):\n{out}"
-    return out
 
 
 def sizes(x_shape, kernel, stride, padding):

@@ -9,7 +9,7 @@ would leave a learner with a wrong function and a wrong idea.
 import numpy as np
 import pytest
 
-from checks import autograd, batch_norm, layer_responses, plain_and_residual, setup
+from checks import autograd, batch_norm, layer_responses, setup
 from checks.harness import FAILED, NOT_WRITTEN, PASSED
 from checks import imagenet_bottleneck, vanishing_gradients
 from experiments import response_layers
@@ -19,22 +19,10 @@ from tinyresnet import Tensor, no_grad
 from tinyresnet import functional as F
 from tinyresnet.nn import Conv2d
 
+from planted import rejects, verdict
+
 pytestmark = pytest.mark.lessons
 
-
-def verdict(capsys, check, *fns):
-    """(what the check returned, what it printed)."""
-    ok = check(*fns)
-    return ok, capsys.readouterr().out
-
-
-def rejects(capsys, check, *fns, says=()):
-    """The check must fail and its message must contain every phrase in `says`."""
-    ok, out = verdict(capsys, check, *fns)
-    assert ok is False and out.startswith(FAILED), f"the check did not reject the planted bug:\n{out}"
-    for phrase in says:
-        assert phrase in out, f"the message should say {phrase!r}; it said:\n{out}"
-    return out
 
 
 # ------------------------------------------------------------------ the harness
@@ -133,33 +121,6 @@ def test_matmul_value_slip_is_named(capsys):
     out = rejects(capsys, autograd.check_matmul_backward, square_only,
                   says=["case: matmul (3, 3) @ (3, 3)", "misses a transpose"])
     assert "the formula is off" not in out, "the generic gradcheck hint should give way to the op's own"
-
-
-# ------------------------------------------------------------------ lesson 05
-
-def shortcut_zeros_after(x, out_channels, stride):
-    if stride != 1:
-        x = F.subsample(x, stride)
-    return F.pad_channels(x, 0, out_channels - x.shape[1])
-
-
-def shortcut_no_subsampling(x, out_channels, stride):
-    extra = out_channels - x.shape[1]
-    return F.pad_channels(x, extra // 2, extra - extra // 2) if extra else x
-
-
-def shortcut_in_numpy(x, out_channels, stride):
-    from solutions.shortcut import option_a_shortcut
-    return option_a_shortcut(x, out_channels, stride).numpy()
-
-
-@pytest.mark.parametrize("fn, says", [
-    (shortcut_zeros_after, ["zero channels after the input's"]),
-    (shortcut_no_subsampling, ["has shape (2, 32, 8, 8), expected (2, 32, 4, 4)"]),
-    (shortcut_in_numpy, ["return a Tensor"]),
-])
-def test_option_a_shortcut_rejects(capsys, fn, says):
-    rejects(capsys, plain_and_residual.check_option_a_shortcut, fn, says=says)
 
 
 # ------------------------------------------------------------------ lesson 07
@@ -395,30 +356,3 @@ def parameters_per_layer(in_channels, width, stride):
 ])
 def test_bottleneck_parameters_rejects(capsys, fn, says):
     rejects(capsys, imagenet_bottleneck.check_bottleneck_parameters, fn, says=says)
-def he_lecun(out_channels, in_channels, kernel_size, rng):
-    return rng.standard_normal((out_channels, in_channels, kernel_size, kernel_size)) / np.sqrt(
-        in_channels * kernel_size ** 2)
-
-
-def he_fan_in_without_kernel(out_channels, in_channels, kernel_size, rng):
-    return rng.standard_normal((out_channels, in_channels, kernel_size, kernel_size)) * np.sqrt(2 / in_channels)
-
-
-def he_channels_swapped(out_channels, in_channels, kernel_size, rng):
-    return rng.standard_normal((in_channels, out_channels, kernel_size, kernel_size)) * np.sqrt(
-        2 / (in_channels * kernel_size ** 2))
-
-
-def he_global_random(out_channels, in_channels, kernel_size, rng):
-    return np.random.standard_normal((out_channels, in_channels, kernel_size, kernel_size)) * np.sqrt(
-        2 / (in_channels * kernel_size ** 2))
-
-
-@pytest.mark.parametrize("fn, says", [
-    (he_lecun, ["LeCun", "ReLU zeroes half"]),
-    (he_fan_in_without_kernel, ["counted without the kernel"]),
-    (he_channels_swapped, ["shape (3, 16, 3, 3), expected (16, 3, 3, 3)"]),
-    (he_global_random, ["do not follow the rng"]),
-])
-def test_he_normal_rejects(capsys, fn, says):
-    rejects(capsys, plain_and_residual.check_he_normal, fn, says=says)

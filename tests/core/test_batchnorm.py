@@ -18,16 +18,7 @@ pytestmark = pytest.mark.batchnorm
 EPS = 1e-5
 
 
-def inputs(xp, rng, shape=(4, 3, 2, 2)):
-    """x, gamma, beta for a batch of `shape`; gamma and beta away from their 1/0 defaults."""
-    c = shape[1]
-    return (xp.asarray(rng.standard_normal(shape) * 2 + 1),
-            xp.asarray(rng.uniform(0.5, 2.0, c)),
-            xp.asarray(rng.standard_normal(c)))
-
-
-def running_stats(xp, rng, c):
-    return xp.asarray(rng.standard_normal(c)), xp.asarray(rng.uniform(0.5, 2.0, c))
+from bn_inputs import inputs, running_stats
 
 
 # ------------------------------------------------------------ backward

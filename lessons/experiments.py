@@ -291,12 +291,14 @@ def _draw_errors(ax, log, color, label):
     ax.plot(log["epoch"][tested], log["test_error"][tested], color=color, linewidth=2.5, label=label, **dots)
 
 
-def _lr_drops(ax, run_dir):
-    """Dotted vertical lines where the run's learning rate was divided by 10 (in epochs)."""
+def _lr_drops(ax, run_dir, per=None):
+    """Dotted vertical lines where the run's learning rate was divided by 10, at x = iteration / per
+    (default: per epoch's batches, so x is in epochs)."""
     config = read_config(run_dir)
+    per = per or config["batches_per_epoch"]
     drops = re.search(r"/10 at iterations (\d+) and (\d+)", config.get("schedule", ""))
     for iteration in (drops.groups() if drops else ()):
-        ax.axvline(int(iteration) / config["batches_per_epoch"], color="0.6", linestyle=":", linewidth=1)
+        ax.axvline(int(iteration) / per, color="0.6", linestyle=":", linewidth=1)
 
 
 def _scale_bar(ax, pair, column, x):
@@ -314,6 +316,28 @@ def _style_handles():
     return [Line2D([], [], color="0.3", linestyle="--", linewidth=1, label="training error"),
             Line2D([], [], color="0.3", linewidth=2.5, label="test error"),
             Line2D([], [], color="0.6", linestyle=":", linewidth=1, label="LR / 10")]
+
+
+def table6_figure(run_dir, paper_error, ylim=(0, 20)):
+    """One run against its row of the paper's Table 6, drawn like one curve of Fig. 6: training
+    error dashed, test error bold, iterations (x 10^4) on x, the error axis cut at 20% as the
+    paper's is, the learning-rate drops dotted and the paper's final test error as a thin line.
+    A run still training shows the iterations it has reached; the x axis spans its whole length.
+    Returns the matplotlib Figure."""
+    log, config = read_log(run_dir), read_config(run_dir)
+    tested = np.isfinite(log["test_error"])
+    fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
+    ax.plot(log["iteration"] / 1e4, log["train_error"], color="C0", linestyle="--", linewidth=1)
+    ax.plot(log["iteration"][tested] / 1e4, log["test_error"][tested], color="C0", linewidth=2.5,
+            label=label_of(run_dir))
+    ax.axhline(paper_error, color="k", linewidth=0.8, label=f"the paper's final test error, {paper_error}%")
+    _lr_drops(ax, run_dir, per=1e4)
+    total = config.get("total_iterations") or int(log["iteration"][-1])
+    ax.set(xlabel="iteration (x 10^4)", ylabel="error (%)", xlim=(0, total / 1e4), ylim=ylim,
+           title=f"{label_of(run_dir)}: the paper's schedule, {int(log['iteration'][-1]):,} of {total:,} iterations")
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + _style_handles(), fontsize="small")
+    ax.grid(True, linewidth=0.3, alpha=0.5)
+    return fig
 
 
 def net_color(name):

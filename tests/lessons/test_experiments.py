@@ -1,14 +1,19 @@
-"""lessons/experiments.py's so_far: how far a run has come, read from its log while it may still be
-training. Lesson 06 prints the Table 6 run with it, so it must answer for every state a run folder
-can be in when the notebook runs: no folder, no log, a header only, a row half written, rows without
-a test error yet, a run in progress, a finished run, a run without its config.json.
+"""lessons/experiments.py's so_far and table6_figure: how far a run has come, read from its log while
+it may still be training. Lesson 06 prints and draws the Table 6 run with them, so they must answer
+for every state a run folder can be in when the notebook runs: no folder, no log, a header only, a
+row half written, rows without a test error yet, a run in progress, a finished run, a run without
+its config.json.
 """
 import json
 
 import pytest
 
-from experiments import so_far
-from tinyresnet.run.folder import CONFIG, LOG, write_log
+import matplotlib
+
+matplotlib.use("Agg")
+
+from experiments import so_far, table6_figure  # noqa: E402
+from tinyresnet.run.folder import CONFIG, LOG, write_log  # noqa: E402
 
 pytestmark = pytest.mark.lessons
 
@@ -21,11 +26,11 @@ def row(iteration, train_error, test_error=NAN):
             "test_error": test_error, "wall_time": iteration / 10}
 
 
-def run_folder(tmp_path, rows, total=100):
+def run_folder(tmp_path, rows, total=100, schedule=""):
     folder = tmp_path / "resnet20"
     folder.mkdir()
     if total is not None:
-        (folder / CONFIG).write_text(json.dumps({"args": {}, "total_iterations": total}))
+        (folder / CONFIG).write_text(json.dumps({"args": {}, "total_iterations": total, "schedule": schedule}))
     write_log(folder / LOG, rows)
     return folder
 
@@ -66,3 +71,25 @@ def test_finished_at_the_total(tmp_path):
 def test_without_config_the_total_is_unknown_and_not_finished(tmp_path):
     got = so_far(run_folder(tmp_path, [row(100, 30.0, 35.0)], total=None))
     assert got["total"] is None and got["finished"] is False, got
+
+
+def test_table6_figure_spans_the_whole_run_while_it_is_in_progress(tmp_path):
+    import matplotlib.pyplot as plt
+    folder = run_folder(tmp_path, [row(10, 60.0), row(20, 50.0, 55.0), row(30, 40.0)],
+                        schedule="lr 0.1, /10 at iterations 50 and 75")
+    ax = table6_figure(folder, 8.75).axes[0]
+    try:
+        assert ax.get_xlim() == (0, 100 / 1e4), f"x must span all 100 iterations (in units of 10^4): {ax.get_xlim()}"
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert len(dashed) == 1 and list(dashed[0].get_ydata()) == [60.0, 50.0, 40.0], (
+            "the training error is one dashed line through every logged row")
+        bold = [line for line in ax.get_lines() if line.get_linewidth() > 2]
+        assert len(bold) == 1 and list(bold[0].get_ydata()) == [55.0], (
+            "the test error is one bold line through the rows where it was measured, not the NaNs")
+        paper = [line for label, line in lines.items() if "8.75" in label]
+        assert paper and list(paper[0].get_ydata()) == [8.75, 8.75], "the paper's error is a horizontal line"
+        drops = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == ":")
+        assert drops == [50 / 1e4, 75 / 1e4], f"the LR drops are dotted lines at iterations 50 and 75: {drops}"
+    finally:
+        plt.close(ax.figure)

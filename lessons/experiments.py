@@ -43,7 +43,7 @@ from tinyresnet.models import cifar_resnet
 from tinyresnet.plot import default_ylim, plot_runs
 from tinyresnet.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tinyresnet.run.folder import CHECKPOINT, CONFIG, LOG, RunFolderError, label_of, read_config, read_log
-from tinyresnet.run.recipe import EXPERIMENT, Recipe
+from tinyresnet.run.recipe import ADDED_LATER, EXPERIMENT, Recipe
 from tinyresnet.run.report import duration
 from tinyresnet.train import DATA_SEED, run
 
@@ -71,6 +71,8 @@ def recipe(options):
 def saved_recipe(run_dir):
     """The recipe a run folder was trained with (from its config.json), or None."""
     args = read_config(run_dir).get("args")
+    if isinstance(args, dict):
+        args = {**ADDED_LATER, **args}   # a run saved before an option existed had its old value
     if not isinstance(args, dict) or not all(k in args for k in EXPERIMENT):
         return None
     return {k: args[k] for k in EXPERIMENT}

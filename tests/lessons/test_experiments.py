@@ -93,3 +93,47 @@ def test_table6_figure_spans_the_whole_run_while_it_is_in_progress(tmp_path):
         assert drops == [50 / 1e4, 75 / 1e4], f"the LR drops are dotted lines at iterations 50 and 75: {drops}"
     finally:
         plt.close(ax.figure)
+
+
+# ------------------------------------------------------------------ train_or_reuse: lesson 06's budget runs
+
+def finished_budget_run(tmp_path, args):
+    """A folder holding a finished run of CPU_BUDGET's recipe whose config.json records `args`."""
+    folder = tmp_path / "plain20"
+    folder.mkdir()
+    (folder / CONFIG).write_text(json.dumps({"args": args, "total_iterations": 30}))
+    write_log(folder / LOG, [row(10, 60.0), row(20, 50.0), row(30, 40.0, 45.0)])
+    return folder
+
+
+def test_a_finished_run_saved_before_an_option_existed_is_reused(tmp_path, monkeypatch):
+    import experiments
+    options = dict(experiments.CPU_BUDGET, depth=20, residual=False)
+    args = experiments.recipe({**options, "out": str(tmp_path / "plain20")})
+    for option in experiments.ADDED_LATER:
+        del args[option]        # as in the committed runs, saved before --bn-batch existed
+    finished_budget_run(tmp_path, args)
+    monkeypatch.setattr(experiments, "run", lambda **kw: pytest.fail(
+        "train_or_reuse trained again: an option missing from an older config.json must count as "
+        "the value that run had in effect (recipe.ADDED_LATER), not as another recipe"))
+    assert experiments.train_or_reuse("plain20", folder=tmp_path, **options) == tmp_path / "plain20"
+
+
+def test_a_run_of_another_recipe_is_never_overwritten(tmp_path, monkeypatch):
+    import experiments
+    options = dict(experiments.CPU_BUDGET, depth=20, residual=False)
+    args = experiments.recipe({**options, "out": str(tmp_path / "plain20")})
+    finished_budget_run(tmp_path, {**args, "lr": 0.05})
+    monkeypatch.setattr(experiments, "run", lambda **kw: pytest.fail("a run of another recipe was overwritten"))
+    with pytest.raises(ValueError, match="lr 0.05 there, 0.1 asked"):
+        experiments.train_or_reuse("plain20", folder=tmp_path, **options)
+
+
+def test_every_committed_run_has_a_readable_recipe():
+    """The lessons reuse the committed logs by their recipe: each must still read as one."""
+    from experiments import RESULTS, saved_recipe
+    folders = sorted(p.parent for p in RESULTS.glob("*/*/config.json"))
+    assert folders, f"no committed runs found under {RESULTS}"
+    unreadable = [str(f.relative_to(RESULTS)) for f in folders if saved_recipe(f) is None]
+    assert not unreadable, (f"config.json of {unreadable} no longer reads as a recipe: an option added "
+                            "since those runs needs its old value in tinyresnet.run.recipe.ADDED_LATER")

@@ -144,6 +144,9 @@ FIXED = tuple(f.name for f in FIELDS if f.metadata["role"] == "fixed")     # --r
 LENGTH = tuple(f.name for f in FIELDS if f.metadata["role"] == "length")
 WHERE = tuple(f.name for f in FIELDS if f.metadata["role"] == "where")
 EXPERIMENT = FIXED + LENGTH   # two runs with the same values here are the same experiment
+# options added after runs were saved, with the value that those runs had in effect: a saved run
+# whose options lack one of these was trained with this value
+ADDED_LATER = {"bn_batch": None}  # before --bn-batch, batch norm normalized whole minibatches
 
 
 def run_name(depth, residual, shortcut="A"):

@@ -19,7 +19,7 @@ from .checkpoint import CheckpointError, Stored, open_checkpoint, save_checkpoin
 from .folder import (CHECKPOINT, CONFIG, LOG, LOG_COLUMNS, RunFolderError, check_new, load_config, make_config,
                      now, write_json, write_log)
 from ..models import network_name
-from .recipe import EXPERIMENT, FIXED, LENGTH, WHERE, UsageError, command_line, spelled
+from .recipe import ADDED_LATER, EXPERIMENT, FIXED, LENGTH, WHERE, UsageError, command_line, spelled
 from .console import plural, warn
 from .state import Sums
 from .stops import check_finite, check_weights
@@ -147,10 +147,6 @@ def _short(value):
 
 def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-# options added after runs were saved, with the value that those runs had in effect
-ADDED_LATER = {"bn_batch": None}  # before --bn-batch, batch norm normalized whole minibatches
 
 
 def resumed_recipe(recipe, typed, ckpt, path):

@@ -43,7 +43,7 @@ from tinyresnet.models import cifar_resnet
 from tinyresnet.plot import default_ylim, plot_runs
 from tinyresnet.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tinyresnet.run.folder import CHECKPOINT, CONFIG, LOG, RunFolderError, label_of, read_config, read_log
-from tinyresnet.run.recipe import ADDED_LATER, EXPERIMENT, Recipe
+from tinyresnet.run.recipe import EXPERIMENT, Recipe, with_added_later
 from tinyresnet.run.report import duration
 from tinyresnet.train import DATA_SEED, run
 
@@ -71,8 +71,7 @@ def recipe(options):
 def saved_recipe(run_dir):
     """The recipe a run folder was trained with (from its config.json), or None."""
     args = read_config(run_dir).get("args")
-    if isinstance(args, dict):
-        args = {**ADDED_LATER, **args}   # a run saved before an option existed had its old value
+    args = with_added_later(args)
     if not isinstance(args, dict) or not all(k in args for k in EXPERIMENT):
         return None
     return {k: args[k] for k in EXPERIMENT}
@@ -285,12 +284,14 @@ def _color(name):
     return f"C{['resnet20', 'resnet56'].index(name)}" if NETS[name][1] else PLAIN_COLOR
 
 
-def _draw_errors(ax, log, color, label):
-    """One run on ax: training error dashed, test error bold (where it was measured)."""
+def _draw_errors(ax, log, color, label, x=None):
+    """One run on ax: training error dashed, test error bold (where it was measured), against
+    x (default: the log's epochs)."""
+    x = log["epoch"] if x is None else x
     tested = np.isfinite(log["test_error"])
-    dots = {"marker": "o", "markersize": 3} if len(log["epoch"]) < 10 else {}
-    ax.plot(log["epoch"], log["train_error"], color=color, linestyle="--", linewidth=1, **dots)
-    ax.plot(log["epoch"][tested], log["test_error"][tested], color=color, linewidth=2.5, label=label, **dots)
+    dots = {"marker": "o", "markersize": 3} if len(x) < 10 else {}
+    ax.plot(x, log["train_error"], color=color, linestyle="--", linewidth=1, **dots)
+    ax.plot(x[tested], log["test_error"][tested], color=color, linewidth=2.5, label=label, **dots)
 
 
 def _lr_drops(ax, run_dir, per=None):
@@ -327,11 +328,8 @@ def table6_figure(run_dir, paper_error, ylim=(0, 20)):
     A run still training shows the iterations it has reached; the x axis spans its whole length.
     Returns the matplotlib Figure."""
     log, config = read_log(run_dir), read_config(run_dir)
-    tested = np.isfinite(log["test_error"])
     fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
-    ax.plot(log["iteration"] / 1e4, log["train_error"], color="C0", linestyle="--", linewidth=1)
-    ax.plot(log["iteration"][tested] / 1e4, log["test_error"][tested], color="C0", linewidth=2.5,
-            label=label_of(run_dir))
+    _draw_errors(ax, log, "C0", label_of(run_dir), x=log["iteration"] / 1e4)
     ax.axhline(paper_error, color="k", linewidth=0.8, label=f"the paper's final test error, {paper_error}%")
     _lr_drops(ax, run_dir, per=1e4)
     total = config.get("total_iterations") or int(log["iteration"][-1])

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 
 from experiments import so_far, table6_figure  # noqa: E402
 from tinyresnet.run.folder import CONFIG, LOG, write_log  # noqa: E402
+from tinyresnet.run.recipe import ADDED_LATER  # noqa: E402
 
 pytestmark = pytest.mark.lessons
 
@@ -110,7 +111,7 @@ def test_a_finished_run_saved_before_an_option_existed_is_reused(tmp_path, monke
     import experiments
     options = dict(experiments.CPU_BUDGET, depth=20, residual=False)
     args = experiments.recipe({**options, "out": str(tmp_path / "plain20")})
-    for option in experiments.ADDED_LATER:
+    for option in ADDED_LATER:
         del args[option]        # as in the committed runs, saved before --bn-batch existed
     finished_budget_run(tmp_path, args)
     monkeypatch.setattr(experiments, "run", lambda **kw: pytest.fail(

@@ -149,6 +149,11 @@ EXPERIMENT = FIXED + LENGTH   # two runs with the same values here are the same 
 ADDED_LATER = {"bn_batch": None}  # before --bn-batch, batch norm normalized whole minibatches
 
 
+def with_added_later(saved):
+    """A saved run's options (a dict) with each option of ADDED_LATER it lacks filled in; else as is."""
+    return {**ADDED_LATER, **saved} if isinstance(saved, dict) else saved
+
+
 def run_name(depth, residual, shortcut="A"):
     kind = "resnet" if residual else "plain"
     return f"{kind}{depth}" + ("-B" if residual and shortcut == "B" else "")

@@ -19,7 +19,7 @@ from .checkpoint import CheckpointError, Stored, open_checkpoint, save_checkpoin
 from .folder import (CHECKPOINT, CONFIG, LOG, LOG_COLUMNS, RunFolderError, check_new, load_config, make_config,
                      now, write_json, write_log)
 from ..models import network_name
-from .recipe import ADDED_LATER, EXPERIMENT, FIXED, LENGTH, WHERE, UsageError, command_line, spelled
+from .recipe import EXPERIMENT, FIXED, LENGTH, WHERE, UsageError, command_line, spelled, with_added_later
 from .console import plural, warn
 from .state import Sums
 from .stops import check_finite, check_weights
@@ -151,9 +151,7 @@ def _number(value):
 
 def resumed_recipe(recipe, typed, ckpt, path):
     """--resume: options not typed come from the checkpoint; typed fixed options must match it."""
-    saved = ckpt.get("args") if isinstance(ckpt, dict) else None
-    if isinstance(saved, dict):
-        saved = {**ADDED_LATER, **saved}
+    saved = with_added_later(ckpt.get("args") if isinstance(ckpt, dict) else None)
     if not isinstance(saved, dict) or not all(k in saved for k in EXPERIMENT):
         raise CheckpointError(f"{path}: has no record of its options; cannot resume it")
     taken = {k: saved[k] for k in FIXED + WHERE if k not in typed and k in saved}

@@ -145,6 +145,19 @@ def test_the_setup_cell_is_the_same_in_every_lesson(path):
 
 
 @pytest.mark.parametrize("path", notebook_params())
+def test_the_opening_states_the_measured_run_time(path):
+    """The run time in the notebook's metadata (the one lessons/README.md's table shows) is the one
+    its opening cell tells the learner."""
+    nb = read(path)
+    run_time = nb.metadata.get("tinyresnet", {}).get("run_time")
+    assert run_time, (f"{path.name}: no run time in its metadata; execute it in normal mode on a 2-core CPU and "
+                      f"write {{\"tinyresnet\": {{\"run_time\": \"about N min\"}}}} into the notebook's metadata")
+    opening = " ".join(" ".join(c.source.split()) for c in nb.cells[:3] if c.cell_type == "markdown")
+    assert run_time in opening, (f"{path.name}: its metadata says the notebook runs in {run_time!r}, but its opening "
+                                 f"cell does not say so; write the measured time into both")
+
+
+@pytest.mark.parametrize("path", notebook_params())
 def test_every_exercise_is_followed_by_a_check(path):
     nb = read(path)
     exercises = [i for i, _ in cells_tagged(nb, "exercise")]

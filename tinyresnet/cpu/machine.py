@@ -52,7 +52,7 @@ def cpu(cpuinfo="/proc/cpuinfo"):
     name = fields.get("model name") or platform.processor() or "unknown CPU"
     flags = fields.get("flags", "").split()
     width = "AVX-512" if "avx512f" in flags else "AVX2 (no AVX-512)" if "avx2" in flags else None
-    return ", ".join(part for part in (name, f"{CORES} cores", width) if part)
+    return ", ".join(part for part in (name, f"{CORES} core{'' if CORES == 1 else 's'}", width) if part)
 
 
 def _cpu_has_avx512(cpuinfo):

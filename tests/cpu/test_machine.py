@@ -68,7 +68,8 @@ def test_cpu_names_the_model_the_cores_and_the_vector_width(flags, width, tmp_pa
     path.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu {flags}\n\n"
                     "processor\t: 1\nmodel name\t: another name\nflags\t\t: fpu\n")
     described = machine.cpu(str(path))
-    assert described.startswith("AMD EPYC, ") and " cores" in described, described
+    cores = f"{machine.CORES} core{'' if machine.CORES == 1 else 's'}"
+    assert described.startswith(f"AMD EPYC, {cores}, ") or described == f"AMD EPYC, {cores}", described
     if width:
         assert described.endswith(", " + width), f"CPU flags {flags!r}: {described!r}"
     else:
@@ -77,4 +78,9 @@ def test_cpu_names_the_model_the_cores_and_the_vector_width(flags, width, tmp_pa
 
 def test_cpu_still_says_something_where_cpuinfo_cannot_be_read(tmp_path):
     described = machine.cpu(str(tmp_path / "no such file"))
-    assert " cores" in described, described
+    assert f"{machine.CORES} core" in described, described
+
+
+def test_one_core_is_said_in_the_singular(monkeypatch, tmp_path):
+    monkeypatch.setattr(machine, "CORES", 1)
+    assert ", 1 core" in machine.cpu(str(tmp_path / "no such file")) and "1 cores" not in machine.cpu(str(tmp_path / "x"))

@@ -1,7 +1,7 @@
 """Turn finished runs into the trained weights that ship with the lessons (lessons/weights/<name>.npz).
 
-    python lessons/export_weights.py lessons/results/cpu-fig6/plain20 lessons/results/cpu-fig6/plain56 \
-        lessons/results/cpu-fig6/resnet20 lessons/results/cpu-fig6/resnet56
+    python lessons/export_weights.py lessons/results/cpu-fig6-b16-30ep-rerun/{plain20,plain56,resnet20,resnet56} \
+        --data-dir data
 
 Each run folder's checkpoint.npz becomes lessons/weights/<folder name>.npz: the model in float16
 and where it came from (experiments.export_weights). What float16 changed is measured on

@@ -47,6 +47,24 @@ def test_the_shipped_weights_describe_their_run_without_machine_paths(name):
     assert "--out lessons/results/" in text, text
 
 
+def test_the_shipped_weights_come_from_the_committed_runs_of_one_experiment():
+    """Each file names the run it was exported from; that run's log and config are committed, its
+    last log row is the one the file recorded, and all four nets come from the same experiment."""
+    sources = {}
+    for name in NETS:
+        run_info = weights_info(name)["run"]
+        folder = experiments.LESSONS.parent / run_info["source"]
+        assert (folder / "log.csv").is_file() and (folder / "config.json").is_file(), (
+            f"{name}: exported from {run_info['source']}, whose log.csv and config.json are not in the repository")
+        log = read_log(folder)
+        assert log["iteration"][-1] == run_info["iteration"] and log["test_error"][-1] == pytest.approx(run_info["test_error"]), (
+            f"{name}: the file records iteration {run_info['iteration']}, test error {run_info['test_error']}%, "
+            f"but {run_info['source']}/log.csv ends at iteration {log['iteration'][-1]}, {log['test_error'][-1]}%: "
+            f"export the weights again")
+        sources[name] = folder.parent.name
+    assert len(set(sources.values())) == 1, f"the four nets come from different experiments: {sources}"
+
+
 def test_the_shipped_weights_are_small():
     size = sum((WEIGHTS / f"{name}.npz").stat().st_size for name in NETS)
     assert size < MAX_MB * 1e6, f"lessons/weights/ holds {size / 1e6:.1f} MB; keep it under {MAX_MB} MB"

@@ -95,9 +95,11 @@ def is_finished(run_dir):
 
 def so_far(run_dir):
     """How far a run has come, from its log as it stands (it may still be training): {"iteration",
-    "total", "epoch", "train_error", "finished", "test_error", "test_iteration"}, errors in percent,
-    test_error the last one measured and test_iteration where (both None before the first); None
-    when there is no row to read (no folder, no log, only its header, or a row being written)."""
+    "total", "epoch", "train_error", "finished", "test_error", "test_iteration", "best_test_error",
+    "best_test_iteration", "wall_time"}, errors in percent, test_error the last one measured and
+    test_iteration where, best_test_error the lowest one measured and where (all four None before the
+    first), wall_time the seconds the run has trained; None when there is no row to read (no folder,
+    no log, only its header, or a row being written)."""
     try:
         log = read_log(run_dir)
     except RunFolderError:
@@ -107,10 +109,14 @@ def so_far(run_dir):
     done, total = int(log["iteration"][-1]), read_config(run_dir).get("total_iterations")
     measured = np.flatnonzero(np.isfinite(log["test_error"]))
     last = measured[-1] if len(measured) else None
+    best = measured[np.argmin(log["test_error"][measured])] if len(measured) else None
     return {"iteration": done, "total": total, "epoch": int(log["epoch"][-1]) if "epoch" in log else None,
             "train_error": float(log["train_error"][-1]), "finished": total is not None and done >= total,
             "test_error": None if last is None else float(log["test_error"][last]),
-            "test_iteration": None if last is None else int(log["iteration"][last])}
+            "test_iteration": None if last is None else int(log["iteration"][last]),
+            "best_test_error": None if best is None else float(log["test_error"][best]),
+            "best_test_iteration": None if best is None else int(log["iteration"][best]),
+            "wall_time": float(log["wall_time"][-1])}
 
 
 def _differences(wanted, saved):
@@ -219,7 +225,9 @@ def describe(run_dir):
     except RunFolderError:
         lines.append("  length  : no log rows yet")
     for resumed in config.get("resumed", []):
-        lines.append(f"  resumed : at iteration {resumed.get('iteration')} with {_relative(resumed.get('command', '?'))}")
+        machine = f" on {resumed['device_name']}" if "device_name" in resumed else ""
+        lines.append(f"  resumed : at iteration {resumed.get('iteration')}{machine} with "
+                     f"{_relative(resumed.get('command', '?'))}")
     return "\n".join(lines)
 
 

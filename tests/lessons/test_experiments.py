@@ -59,9 +59,19 @@ def test_in_progress_reports_the_last_row_and_the_last_test_error(tmp_path):
     assert got["finished"] is False
 
 
+def test_the_best_test_error_is_the_lowest_measured_not_the_last(tmp_path):
+    folder = run_folder(tmp_path, [row(10, 60.0, 30.0), row(20, 50.0, 25.0), row(30, 40.0, 28.0), row(40, 35.0)])
+    got = so_far(folder)
+    assert (got["best_test_error"], got["best_test_iteration"]) == (25.0, 20), (
+        f"the best test error is the lowest one measured (25% at iteration 20), not the last (28%) "
+        f"nor the first: {got}")
+    assert got["wall_time"] == 4.0, f"the wall time is the last row's: {got}"
+
+
 def test_before_the_first_test_error(tmp_path):
     got = so_far(run_folder(tmp_path, [row(10, 60.0)]))
     assert got["test_error"] is None and got["test_iteration"] is None, got
+    assert got["best_test_error"] is None and got["best_test_iteration"] is None, got
 
 
 def test_finished_at_the_total(tmp_path):

@@ -170,6 +170,9 @@ def test_resume_after_an_epoch_matches_an_uninterrupted_run(fake, tmp_path, monk
     assert_same_run(out, uninterrupted[0])
     config = json.loads((out / "config.json").read_text())
     assert config["resumed"][0]["iteration"] == 3
+    assert config["resumed"][0]["device_name"] == config["device_name"], (
+        "each resumed stretch records the machine it trains on, as the first one does: a long run's "
+        "wall time means something only with the machines it ran on")
 
 
 def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(fake, tmp_path, monkeypatch, capsys, uninterrupted):

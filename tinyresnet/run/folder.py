@@ -241,7 +241,7 @@ def make_config(state, argv):
         "name": r.name, "label": r.label,
         "command": state.team.launcher() + command_line(argv), "argv": list(argv),
         "args": r.as_dict(),
-        "device": r.device, "device_name": _device_name(r.device),
+        "device": r.device, "device_name": device_name(r.device),
         "test_set": state.test_set,
         "train_images": len(state.train_loader.x), "test_images": state.test_images,
         "batches_per_epoch": state.batches_per_epoch, "total_iterations": state.total,
@@ -299,7 +299,9 @@ def _versions(device):
     return versions
 
 
-def _device_name(device):
+def device_name(device):
+    """The machine a run trains on, as config.json records it: the GPU's name, or the CPU's model,
+    cores and vector width."""
     if device == "gpu":
         cuda = xp_for(device).cuda
         name = cuda.runtime.getDeviceProperties(cuda.Device().id)["name"]

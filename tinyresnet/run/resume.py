@@ -16,8 +16,8 @@ from pathlib import Path
 from .. import models
 from .budget import check_fits
 from .checkpoint import CheckpointError, Stored, open_checkpoint, save_checkpoint, unreadable
-from .folder import (CHECKPOINT, CONFIG, LOG, LOG_COLUMNS, RunFolderError, check_new, load_config, make_config,
-                     now, write_json, write_log)
+from .folder import (CHECKPOINT, CONFIG, LOG, LOG_COLUMNS, RunFolderError, check_new, device_name, load_config,
+                     make_config, now, write_json, write_log)
 from ..models import network_name
 from .recipe import EXPERIMENT, FIXED, LENGTH, WHERE, UsageError, command_line, spelled, with_added_later
 from .console import plural, warn
@@ -187,8 +187,8 @@ def begin(state, ckpt, argv):
         return
     write_log(out / LOG, state.rows)  # drop rows logged after the checkpoint
     config = _config_to_continue(state, argv)
-    session = {"command": state.team.launcher() + command_line(argv), "iteration": state.iteration, "device": state.device,
-               "time": now()}
+    session = {"command": state.team.launcher() + command_line(argv), "iteration": state.iteration,
+               "device": state.device, "device_name": device_name(state.device), "time": now()}
     if state.total != ckpt["total"]:
         warn(_new_length(state, ckpt["total"]))
         config["args"].update({k: getattr(state.recipe, k) for k in LENGTH})

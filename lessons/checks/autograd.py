@@ -32,6 +32,9 @@ def mul_slip(mul_backward):
     if _same(da, g * a) and _same(db, g * b):
         return ("da and db are swapped: out_i = a_i b_i changes with a_i at the rate b_i, so the "
                 "gradient of each input carries the OTHER input.")
+    if _same(da, db):
+        return ("da and db are the same expression (copied from one line to the other?): each input's "
+                "gradient carries the OTHER input, da = g * b and db = g * a.")
     if _same(da, b) or _same(db, a):
         return "the upstream gradient g is not multiplied in: the chain rule multiplies the local slope by g."
     if _same(da, g) or _same(db, g):

@@ -79,6 +79,10 @@ def mul_swapped(a, b, g):
     return g * a, g * b
 
 
+def mul_copied(a, b, g):
+    return g * b, g * b                                 # da right, db copied from the line above
+
+
 def mul_without_g(a, b, g):
     return b, a
 
@@ -97,6 +101,7 @@ def matmul_db_transposed(a, b, g):
 
 @pytest.mark.parametrize("fn, says", [
     (mul_swapped, ["swapped", "case: mul of two (3, 4) arrays"]),
+    (mul_copied, ["the same expression", "db = g * a"]),
     (mul_without_g, ["upstream gradient g is not multiplied in"]),
     (mul_summed, ["da of shape (), expected (3, 4)"]),
 ])

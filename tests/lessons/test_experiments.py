@@ -148,3 +148,24 @@ def test_every_committed_run_has_a_readable_recipe():
     unreadable = [str(f.relative_to(RESULTS)) for f in folders if saved_recipe(f) is None]
     assert not unreadable, (f"config.json of {unreadable} no longer reads as a recipe: an option added "
                             "since those runs needs its old value in tinyresnet.run.recipe.ADDED_LATER")
+
+
+# ------------------------------------------------------------------ README's results table
+
+def test_readme_results_table_holds_the_long_runs_final_errors():
+    """README.md's Results table shows lesson 06's long run (cpu-fig6-b16-30ep): each net's final
+    training and test error must be its log's last row, as printed there to two decimals."""
+    import re
+    from experiments import LESSONS, NETS, RESULTS, final_errors
+    from tinyresnet.run.folder import label_of
+    readme = (LESSONS.parent / "README.md").read_text()
+    results = readme.split("## Results", 1)[1]
+    rows = dict(re.findall(r"^\| ([\w-]+) \| ([\d.]+%) \| [\d.]+% \|$", results, re.M))
+    test_rows = dict(re.findall(r"^\| ([\w-]+) \| [\d.]+% \| ([\d.]+%) \|$", results, re.M))
+    for name in NETS:
+        run = RESULTS / "cpu-fig6-b16-30ep" / name
+        label, final = label_of(run), final_errors(run)
+        logged = (f"{final['train_error']:.2f}%", f"{final['test_error']:.2f}%")
+        assert (rows.get(label), test_rows.get(label)) == logged, (
+            f"README.md's Results row for {label} says {rows.get(label)} / {test_rows.get(label)}, but "
+            f"{run.relative_to(LESSONS.parent)}/log.csv ends at {logged[0]} / {logged[1]}")

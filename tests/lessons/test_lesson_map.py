@@ -90,3 +90,22 @@ def test_pytest_ini_leaves_lesson_markers_to_the_map():
     twice = sorted(m for m in lesson_map.marker_descriptions() if re.search(rf"^\s+{m}:", ini, flags=re.M))
     assert not twice, (f"pytest.ini describes the lesson markers {twice} again; their descriptions come "
                        "from lessons/lesson_map.py (tests/conftest.py registers them)")
+
+
+def _numbers(words):
+    """"00, 04 and 06" -> ["00", "04", "06"]."""
+    return re.findall(r"\d\d", words)
+
+
+def test_the_readme_says_which_lessons_read_cifar10():
+    """lessons/README.md names the lessons that read CIFAR-10 and those that need no data; each
+    notebook says which it is in its metadata ({"tinyresnet": {"needs_data": true}})."""
+    text = " ".join((lesson_map.HERE / "README.md").read_text().split())
+    said = re.search(r"Lessons ([\d, and]+) read CIFAR-10 .*?; lessons ([\d, and]+) need no data", text)
+    assert said, "lessons/README.md no longer says 'Lessons ... read CIFAR-10 (...); lessons ... need no data'"
+    reading = sorted(lesson.number for lesson in LESSONS if json.loads(lesson.path.read_text())["metadata"]
+                     .get("tinyresnet", {}).get("needs_data", False))
+    others = sorted(lesson.number for lesson in LESSONS if lesson.number not in reading)
+    assert (_numbers(said.group(1)), _numbers(said.group(2))) == (reading, others), (
+        f"lessons/README.md says lessons {_numbers(said.group(1))} read CIFAR-10 and {_numbers(said.group(2))} "
+        f"need none; the notebooks' metadata says {reading} read it and {others} do not")

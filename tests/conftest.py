@@ -80,9 +80,13 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
-def core_definitions():
+def core_definitions(monkeypatch):
     """Every test starts with the core's plain definitions in place. A test that installs the CPU
-    speed wing (a training run does, so do the `installed` tests) has it taken out again after."""
+    speed wing (a training run does, so do the `installed` tests) has it taken out again after.
+    TINYRESNET_DEFINITIONS=1 in the environment would make install() do nothing, and the tests that
+    compare the speed wing with the definitions compare the definitions with themselves: it is
+    unset for each test (a test of the switch sets it again)."""
+    monkeypatch.delenv(tinyresnet.cpu.SWITCH, raising=False)
     with tinyresnet.cpu.definitions():
         yield
 

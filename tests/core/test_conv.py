@@ -84,8 +84,12 @@ def test_pixels_no_window_reaches_get_zero_gradient(xp, rng):
     assert out.shape == (1, 3, 2, 2)
     out.backward(xp.ones(out.shape))
     dx = host(x.grad)
-    assert np.all(dx[:, :, 5, :] == 0) and np.all(dx[:, :, :, 5] == 0)
-    assert np.all(dx[:, :, :5, :5] != 0)
+    assert np.all(dx[:, :, 5, :] == 0) and np.all(dx[:, :, :, 5] == 0), (
+        f"with stride 2 no window reads row or column 5, so their gradient must stay 0; got row 5 "
+        f"{dx[0, 0, 5]}: col2im scattered a patch to the wrong place (stride ignored?)")
+    assert np.all(dx[:, :, :5, :5] != 0), (
+        "every pixel in rows/columns 0-4 is read by some window, so each must get a gradient: "
+        f"zeros at {np.argwhere(dx[0, 0, :5, :5] == 0).tolist()} (patches placed one stride off?)")
 
 
 def test_no_input_gradient_needed(xp, rng):
@@ -112,7 +116,9 @@ def test_im2col_layout(cfg, rng):
         for si in range(s):
             patch = xpad[:, :, ri:ri + stride * ho:stride, si:si + stride * wo:stride]  # (n, c, ho, wo)
             expected[:, :, :, ri, si, :] = patch.transpose(0, 2, 3, 1)
-    np.testing.assert_array_equal(cols, expected.reshape(cols.shape))
+    np.testing.assert_array_equal(cols, expected.reshape(cols.shape), err_msg=(
+        f"{config_id(cfg)}: im2col's rows are (n, i, j), one per output pixel, and its columns (r, s, c), "
+        "kernel row, kernel column, then channel; channel-major columns (c, r, s) are the usual slip"))
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=config_id)
@@ -133,7 +139,9 @@ def test_col2im_sums_overlapping_patches():
     """With a 3x3 kernel, stride 1, padding 1, pixel (i, j) sits in as many patches as fit around it."""
     ones = np.ones((16, 9))  # one 4x4 image -> 16 patches (rows) of 3x3 kernel x 1 channel (columns)
     counts = col2im(ones, (1, 1, 4, 4), (3, 3), 1, 1)[0, 0]
-    np.testing.assert_array_equal(counts, [[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]])
+    np.testing.assert_array_equal(counts, [[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]], err_msg=(
+        "col2im of all-ones patches counts how many 3x3 windows cover each pixel (4 at a corner, 9 "
+        "inside): col2im must ADD (+=) overlapping patches, not overwrite them"))
 
 
 # ------------------------------------------------------------ shape errors

@@ -38,7 +38,9 @@ def test_value_equals_minus_log_softmax(xp, rng):
     labels = rng.integers(0, 10, 6)
     loss = cross_entropy(Tensor(xp.asarray(logits)), xp.asarray(labels))
     assert loss.shape == (), f"the loss is a scalar, got shape {loss.shape}"
-    assert loss.item() == pytest.approx(by_hand(logits, labels), rel=1e-12)
+    assert loss.item() == pytest.approx(by_hand(logits, labels), rel=1e-12), (
+        f"cross_entropy gives {loss.item():.6f}, -mean(log softmax(z)[label]) is {by_hand(logits, labels):.6f}: "
+        "a mean over the batch, not a sum, of minus the log-probability of each image's label")
 
 
 def test_uniform_logits_give_log_of_class_count(xp):
@@ -53,7 +55,9 @@ def test_gradient_is_softmax_minus_onehot_over_n(xp, rng):
     cross_entropy(z, xp.asarray(labels)).backward()
     p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     expected = (p - np.eye(3)[labels]) / 4
-    np.testing.assert_allclose(host(z.grad), expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(host(z.grad), expected, rtol=1e-12, atol=1e-14, err_msg=(
+        "cross_entropy's dL/dz must be (softmax(z) - onehot(labels)) / N: check the division by the "
+        "batch size N and that the label's column gets the -1"))
 
 
 def test_labels_may_be_a_tensor(xp, rng):

@@ -46,13 +46,23 @@ def test_every_lesson_marker_is_used_and_described(pytestconfig):
     assert not orphans, f"lesson markers {orphans} are set by no tests/test_*.py file (pytestmark)"
 
 
-@pytest.mark.parametrize("path", sorted(TESTS.glob("*/test_*.py")), ids=lambda p: p.name)
+def _lesson_said(path):
+    """The lesson number a test file's docstring opens with ("Lesson 05: ..." -> "05"), or None."""
+    said = re.match(r"Lesson (\d+)\b", ast.get_docstring(ast.parse(path.read_text())) or "")
+    return said and said.group(1)
+
+
+SAY_THEIR_LESSON = [p for p in sorted(TESTS.glob("*/test_*.py")) if _lesson_said(p)]
+
+
+def test_some_test_files_say_their_lesson():
+    assert SAY_THEIR_LESSON, "no tests/*/test_*.py docstring opens with 'Lesson NN': the check below checks nothing"
+
+
+@pytest.mark.parametrize("path", SAY_THEIR_LESSON, ids=lambda p: p.name)
 def test_a_test_file_names_the_lesson_of_its_marker(path):
     """A test file whose docstring starts "Lesson NN:" belongs to lesson NN in the map."""
-    docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
-    said = re.match(r"Lesson (\d+)\b", docstring)
-    if not said:
-        return
+    said = re.match(r"(\d+)", _lesson_said(path))
     owners = [lesson_map.lesson_of_marker(m) for m in markers_of_test_file(path)]
     numbers = sorted({lesson.number for lesson in owners if lesson is not None})
     assert said.group(1) in numbers, (f"{path.name} says 'Lesson {said.group(1)}', but its markers "

@@ -246,13 +246,21 @@ def test_a_failed_write_names_the_file_and_leaves_no_temporary_file(fake, tmp_pa
     assert temporary_files(out) == []
 
 
-@pytest.mark.parametrize("iterations", [1, 2, 3])
+# the LR of a short run's last step, by the paper's rule (/10 at 50% and 75% of the run, never
+# before the first step): 1 step trains at 0.1; 2 steps drop twice at step 1; 3 steps at 1 and 2
+LAST_LR = {1: 0.1, 2: 0.001, 3: 0.001}
+
+
+@pytest.mark.parametrize("iterations", sorted(LAST_LR))
 def test_short_runs_drop_the_lr_after_the_first_step(fake, tmp_path, iterations):
     schedule = optim.paper_schedule(0.1, iterations)
-    assert schedule(0) == pytest.approx(0.1) and min(schedule.milestones) >= 1
+    assert schedule(0) == pytest.approx(0.1) and min(schedule.milestones) >= 1, (
+        f"a {iterations}-step run must take its first step at the full LR: milestones {schedule.milestones}")
     train.main(tiny(fake, tmp_path / "short", "--iterations", str(iterations)))
     lrs = [float(r[2]) for r in log_rows(tmp_path / "short")]
-    assert lrs[-1] == pytest.approx(schedule(iterations - 1))
+    assert lrs[-1] == pytest.approx(LAST_LR[iterations]), (
+        f"a {iterations}-step run logs LR {lrs[-1]} at its last step; the paper's rule gives "
+        f"{LAST_LR[iterations]} (milestones at max(1, n // 2) and max(1, 3n // 4))")
 
 
 def test_quiet_keeps_the_summary(fake, tmp_path, capsys):

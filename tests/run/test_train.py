@@ -392,6 +392,23 @@ def test_unreadable_checkpoints(tmp_path, content):
 
 # ---------------------------------------------------------------- gpu
 
+@pytest.mark.standin
+def test_a_gpu_run_resumes_on_the_cpu(fake, tmp_path, monkeypatch):
+    """A run trained on the GPU (here the stand-in, tests/helpers/standin.py) continues on a machine
+    without one: its checkpoint holds host arrays, and --device cpu on --resume moves the run."""
+    import standin
+    standin.install(monkeypatch)
+    out = tmp_path / "gpu"
+    assert train.main(tiny(fake, out, "--iterations", "3", "--device", "gpu"))["iterations"] == 3
+    summary = train.main(["--out", str(out), "--resume", "--iterations", "6", "--device", "cpu", "--quiet"])
+    assert summary["iterations"] == 6, f"the resumed run should reach iteration 6 on the CPU: {summary}"
+    config = json.loads((out / "config.json").read_text())
+    assert config["device"] == "gpu" and config["resumed"][-1]["device"] == "cpu", (
+        f"config.json must say the run began on the GPU and went on on the CPU: {config['device']}, "
+        f"{config['resumed']}")
+    assert [int(r[0]) for r in log_rows(out)][-1] == 6
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_GPU, reason="needs CuPy and a CUDA device")
 def test_gpu_run_matches_cpu(fake, tmp_path):

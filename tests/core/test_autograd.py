@@ -95,9 +95,10 @@ def test_relu_backward(xp, rng):
 def test_relu_passes_gradient_only_where_positive(xp):
     x = Tensor(xp.asarray([-2.0, -0.5, 0.5, 3.0]), requires_grad=True)
     y = x.relu()
-    np.testing.assert_array_equal(y.numpy(), [0, 0, 0.5, 3.0])
+    np.testing.assert_array_equal(y.numpy(), [0, 0, 0.5, 3.0], err_msg="relu(x) = max(x, 0)")
     y.backward(xp.asarray([10.0, 10.0, 10.0, 10.0]))
-    np.testing.assert_array_equal(tinyresnet.device.to_device(x.grad, "cpu"), [0, 0, 10, 10])
+    np.testing.assert_array_equal(tinyresnet.device.to_device(x.grad, "cpu"), [0, 0, 10, 10], err_msg=(
+        "relu's backward passes g where x > 0 and 0 elsewhere (mask g by out > 0; do not multiply by out)"))
 
 
 @pytest.mark.parametrize("index", [
@@ -116,7 +117,8 @@ def test_getitem_gradient_lands_in_place_and_zero_elsewhere(xp):
     x[1:3, ::2].backward(xp.ones((2, 2)))
     expected = np.zeros((4, 4))
     expected[1:3, ::2] = 1
-    np.testing.assert_array_equal(tinyresnet.device.to_device(x.grad, "cpu"), expected)
+    np.testing.assert_array_equal(tinyresnet.device.to_device(x.grad, "cpu"), expected, err_msg=(
+        "x[1:3, ::2]'s backward scatters g into zeros of x's shape at the same index"))
 
 
 def test_composite_expression_backward(xp, rng):
@@ -166,7 +168,9 @@ def test_python_number_and_tensor(expr, dx, xp):
     assert y.dtype == np.float32, f"a Python number must not promote float32 to {y.dtype}"
     assert y.device == x.device
     y.sum().backward()
-    np.testing.assert_allclose(tinyresnet.device.to_device(x.grad, "cpu"), [dx] * 3)
+    np.testing.assert_allclose(tinyresnet.device.to_device(x.grad, "cpu"), [dx] * 3, err_msg=(
+        f"d/dx of this expression is {dx} everywhere: a reflected op (2 + x, 3 * x, 1 - x) must keep "
+        "its operands' order (1 - x has slope -1)"))
 
 
 def test_scalar_tensor_broadcast_gradient_is_a_sum(xp, rng):
@@ -174,7 +178,8 @@ def test_scalar_tensor_broadcast_gradient_is_a_sum(xp, rng):
     x = Tensor(xp.asarray(rng.standard_normal((3, 4))), requires_grad=True)
     (s * x).sum().backward()
     assert s.grad.shape == (), f"gradient of a 0-d tensor should be 0-d, got shape {s.grad.shape}"
-    np.testing.assert_allclose(float(s.grad), float(x.data.sum()), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(float(s.grad), float(x.data.sum()), rtol=1e-12, atol=1e-12, err_msg=(
+        "a 0-d tensor broadcast over x gets the SUM of the gradients of all the places it was used"))
     gradcheck(lambda s, x: s * x + s, xp.asarray(0.5), xp.asarray(rng.standard_normal((3, 4))),
               name="scalar * x + scalar")
 
@@ -198,7 +203,9 @@ def test_diamond_graph(xp):
     y = x * 3.0
     z = y * y + y          # dz/dy = 2y + 1, dz/dx = 3 (2y + 1) = 18x + 3
     z.sum().backward()
-    np.testing.assert_allclose(tinyresnet.device.to_device(x.grad, "cpu"), [21.0, 39.0])
+    np.testing.assert_allclose(tinyresnet.device.to_device(x.grad, "cpu"), [21.0, 39.0], err_msg=(
+        "dz/dx = 3 (2y + 1): y must collect the gradients of both its uses before passing them on "
+        "(a reversed topological order; visiting y too early loses a branch)"))
 
 
 def test_leaf_gradients_accumulate_until_zeroed(xp):
@@ -206,7 +213,8 @@ def test_leaf_gradients_accumulate_until_zeroed(xp):
     x = Tensor(xp.asarray([1.0, 2.0]), requires_grad=True)
     (x * 2.0).sum().backward()
     (x * 2.0).sum().backward()
-    np.testing.assert_allclose(tinyresnet.device.to_device(x.grad, "cpu"), [4.0, 4.0])
+    np.testing.assert_allclose(tinyresnet.device.to_device(x.grad, "cpu"), [4.0, 4.0], err_msg=(
+        "two backward calls of d(2x)/dx = 2 each: a leaf's .grad must ADD across calls, not be overwritten"))
 
 
 def test_no_grad_builds_no_graph(xp):
@@ -245,9 +253,10 @@ def test_graph_is_released_after_backward(xp):
             f"{what}: the graph must be released after backward (parents and closure dropped)"
     assert h.grad is None, "an intermediate's gradient is freed after backward (unless retain_grad())"
     assert kept.grad is not None, "retain_grad() keeps an intermediate's gradient for inspection"
-    np.testing.assert_allclose(tinyresnet.device.to_device(kept.grad, "cpu"), [2.0, 4.0, 6.0])
-    # leaves keep their gradient: d/dx sum((2x + 1) * 2x) = 8x + 2
-    np.testing.assert_allclose(tinyresnet.device.to_device(x.grad, "cpu"), [10.0, 18.0, 26.0])
+    np.testing.assert_allclose(tinyresnet.device.to_device(kept.grad, "cpu"), [2.0, 4.0, 6.0], err_msg=(
+        "d loss / d kept = h = 2x: retain_grad() must keep the gradient the sweep computed for it"))
+    np.testing.assert_allclose(tinyresnet.device.to_device(x.grad, "cpu"), [10.0, 18.0, 26.0], err_msg=(
+        "leaves keep their gradient: d/dx sum((2x + 1) * 2x) = 8x + 2"))
 
 
 def test_very_deep_graph_needs_no_recursion(xp):

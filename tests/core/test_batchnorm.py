@@ -44,7 +44,8 @@ def test_no_input_gradient_needed(xp, rng):
     mean, var = running_stats(xp, rng, 3)
     g, b = Tensor(gamma, requires_grad=True), Tensor(beta, requires_grad=True)
     batch_norm(Tensor(x), g, b, mean, var, training=True).sum().backward()
-    assert g.grad is not None and b.grad is not None
+    assert g.grad is not None and b.grad is not None, (
+        "an input that needs no gradient must not stop gamma's and beta's from being computed")
 
 
 def test_all_ones_upstream_hides_the_input_gradient(xp, rng):
@@ -116,7 +117,9 @@ def test_eval_uses_running_statistics(xp, rng):
     out = host(batch_norm(Tensor(x), Tensor(gamma), Tensor(beta), mean, var, training=False))
     bc = lambda v: host(v).reshape(1, -1, 1, 1)
     expected = (host(x) - bc(mean)) / np.sqrt(bc(var) + EPS) * bc(gamma) + bc(beta)
-    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12, err_msg=(
+        "eval mode normalizes with the RUNNING statistics, (x - running_mean) / sqrt(running_var + eps) "
+        "* gamma + beta, not with the batch's"))
     np.testing.assert_array_equal(host(mean), before[0], err_msg="eval mode must not touch running_mean")
     np.testing.assert_array_equal(host(var), before[1], err_msg="eval mode must not touch running_var")
     # an image's output does not depend on the rest of its batch
@@ -220,7 +223,8 @@ def test_ghost_batch_norm_normalizes_each_slice_on_its_own(shape, ghost, xp, rng
 def test_ghost_batch_norm_without_input_gradient(xp, rng):
     ghosted, parts = ghost_and_slices(xp, rng, (6, 2, 2, 2), 3, requires_grad=False)
     assert ghosted[1] is None
-    np.testing.assert_allclose(ghosted[2], sum(p[2] for p in parts), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ghosted[2], sum(p[2] for p in parts), rtol=1e-12, atol=1e-12, err_msg=(
+        "ghost batch norm's dgamma is the sum of its slices' dgammas, also when x needs no gradient"))
 
 
 def test_ghost_batch_as_large_as_the_batch_is_plain_batch_norm(rng):

@@ -37,8 +37,11 @@ def test_parameter_counts_match_table_6(depth):
     count = cifar_resnet(depth).num_parameters()
     printed = TABLE_6[depth]
     decimals = len(printed.split(".")[1])
-    assert f"{count / 1e6:.{decimals}f}" == printed
-    assert count == expected_parameters(depth)
+    assert f"{count / 1e6:.{decimals}f}" == printed, (
+        f"ResNet-{depth} has {count:,} parameters, Table 6 prints {printed}M")
+    assert count == expected_parameters(depth), (
+        f"ResNet-{depth}: {count:,} parameters, expected {expected_parameters(depth):,}: 3x3 convs have no "
+        "bias, each batch norm adds 2 per channel, option-A shortcuts add none")
 
 
 @pytest.mark.parametrize("depth", [20, 56])

@@ -245,7 +245,8 @@ def test_subsample(size, xp, rng):
     out = F.subsample(Tensor(xp.asarray(x)))
     half = (size + 1) // 2
     assert out.shape == (2, 3, half, half)
-    np.testing.assert_array_equal(host(out), x[:, :, ::2, ::2])
+    np.testing.assert_array_equal(host(out), x[:, :, ::2, ::2], err_msg=(
+        f"subsample keeps every second pixel from (0, 0): x[:, :, ::2, ::2], {half}x{half} for {size}x{size}"))
     gradcheck(F.subsample, xp.asarray(x), name=f"subsample {size}x{size}")
 
 
@@ -284,7 +285,9 @@ def max_pool_by_loops(x, kernel, stride, padding):
 def test_max_pool2d(kernel, stride, padding, size, xp, rng):
     x = rng.standard_normal((2, 3, size, size + 1))
     out = F.max_pool2d(Tensor(xp.asarray(x)), kernel, stride, padding)
-    np.testing.assert_array_equal(host(out), max_pool_by_loops(x, kernel, stride, padding))
+    np.testing.assert_array_equal(host(out), max_pool_by_loops(x, kernel, stride, padding), err_msg=(
+        f"max_pool2d {kernel}x{kernel} stride {stride} padding {padding} differs from the loops: padding "
+        "must be -inf (not 0), so a padded pixel never wins a window"))
     gradcheck(lambda t: F.max_pool2d(t, kernel, stride, padding), xp.asarray(x),
               name=f"max_pool2d {kernel}x{kernel} stride {stride} padding {padding}")
 
@@ -298,7 +301,9 @@ def test_max_pool2d_gradient_goes_to_the_winner_of_each_window():
     out.backward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]))
     expected = np.zeros((3, 3))
     expected[1, 1] = 10.0
-    np.testing.assert_array_equal(t.grad[0, 0], expected)
+    np.testing.assert_array_equal(t.grad[0, 0], expected, err_msg=(
+        "the centre wins all four windows, so its gradient is 1 + 2 + 3 + 4 = 10: scatter with np.add.at "
+        "(accumulate), not with an assignment that keeps only the last window"))
 
 
 def test_max_pool2d_rejects_windows_of_only_padding():

@@ -51,6 +51,10 @@ def check_option_a_shortcut(option_a_shortcut):
         if not isinstance(out, Tensor):
             raise Mismatch(f"for {where} you returned {describe(out)}; return a Tensor, built with "
                            "F.subsample and F.pad_channels, so that the gradient can flow back to x.")
+        if not out.requires_grad:
+            raise Mismatch(f"for {where} your shortcut's output is not connected to x: a gradient could not "
+                           "flow back through it.\nhint: apply F.subsample and F.pad_channels to the Tensor x "
+                           "itself, not NumPy to x.data (which wraps a new Tensor with no history).")
         expected = library_shortcut(data, out_channels, stride)
         if out.shape != expected.shape:
             raise Mismatch(f"for {where} the shortcut has shape {out.shape}, expected {expected.shape}.\n"
@@ -137,8 +141,14 @@ def check_he_normal(he_normal):
             raise Mismatch(f"for {where} the weights have std {w.std():.4g}, He's is "
                            f"sqrt(2 / {in_channels * kernel_size ** 2}) = {target:.4g} ({ratio:.3g} times that).\n"
                            f"hint: {_he_slip(he_normal, out_channels, in_channels, kernel_size)}.")
-    return (f"{len(HE_CONFIGS)} layer shapes: zero mean, std sqrt(2 / fan_in) within sampling error, "
-            "repeatable from the rng, as tinyresnet.nn.Conv2d draws them")
+        library = np.random.default_rng(1).standard_normal(shape) * target      # as tinyresnet.nn.Conv2d draws
+        if not np.allclose(w, library, rtol=1e-6, atol=1e-7 * target):
+            raise Mismatch(f"for {where} the weights have He's statistics but are not the numbers "
+                           "tinyresnet.nn.Conv2d draws from the same rng, so section 10's net would not start "
+                           "from the library's weights.\nhint: one call, in float64 and in this shape: "
+                           "rng.standard_normal((out_channels, in_channels, kernel_size, kernel_size)) * std.")
+    return (f"{len(HE_CONFIGS)} layer shapes: zero mean, std sqrt(2 / fan_in), and the very numbers "
+            "tinyresnet.nn.Conv2d draws from the same rng")
 
 
 # ------------------------------------------------------------------ the basic block and the 6n+2 net
@@ -389,7 +399,7 @@ def check_resnet_forward(resnet_forward):
             raise
         except Exception as e:        # a wrong number of blocks or a wrong stride often ends in an error
             slip = _structure_slip(calls, depth)
-            if slip is None:
+            if slip is None or not calls:    # no conv ran yet: the error itself, with its line, says most
                 raise
             raise Mismatch(f"for {where} your code raised {type(e).__name__}: {e}\nhint: {slip}.") from e
         mine = _as_tensor(mine, where, "resnet_forward")

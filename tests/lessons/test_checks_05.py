@@ -65,10 +65,15 @@ def shortcut_in_numpy(x, out_channels, stride):
     return option_a_shortcut(x, out_channels, stride).numpy()
 
 
+def shortcut_on_data(x, out_channels, stride):
+    return Tensor(option_a_shortcut(Tensor(x.data), out_channels, stride).numpy())   # right values, no history
+
+
 @pytest.mark.parametrize("fn, says", [
     (shortcut_zeros_after, ["zero channels after the input's"]),
     (shortcut_no_subsampling, ["has shape (2, 32, 8, 8), expected (2, 32, 4, 4)"]),
     (shortcut_in_numpy, ["return a Tensor"]),
+    (shortcut_on_data, ["not connected to x", "not NumPy to x.data"]),
 ])
 def test_option_a_shortcut_rejects(capsys, fn, says):
     rejects(capsys, checks.check_option_a_shortcut, fn, says=says)
@@ -164,6 +169,10 @@ def net(stem_relu=True, strides=None, blocks_per_stage=None, residual_always=Non
     return resnet_forward
 
 
+def stem_without_stride(layers, x, depth, residual):
+    return layers.conv(x)          # the slip: net.conv is called as net.conv(x, 1), like the blocks' convs
+
+
 @pytest.mark.parametrize("fn, says, not_says", [
     (net(stem_relu=False), ["ReLU after the first conv and its batch norm is missing"], ["strides"]),
     (net(strides=lambda stage, i: 2 if i == 0 else 1),
@@ -173,6 +182,7 @@ def net(stem_relu=True, strides=None, blocks_per_stage=None, residual_always=Non
     (net(blocks_per_stage=lambda depth: 1), ["depth 14 (n = 2)", "ran blocks [0, 1, 2] of net.blocks"], []),
     (net(residual_always=True), ["residual=False your logits are those of the residual net"], []),
     (net(pool=False), ["raised", "F.global_avg_pool(h)"], []),
+    (stem_without_stride, ["raised TypeError", "stride"], ["ran blocks []"]),
 ])
 def test_resnet_forward_rejects(capsys, fn, says, not_says):
     rejects(capsys, checks.check_resnet_forward, fn, says=says, not_says=not_says)
@@ -194,6 +204,11 @@ def he_channels_swapped(out_channels, in_channels, kernel_size, rng):
         2 / (in_channels * kernel_size ** 2))
 
 
+def he_float32_draws(out_channels, in_channels, kernel_size, rng):
+    return rng.standard_normal((out_channels, in_channels, kernel_size, kernel_size), dtype=np.float32) * np.sqrt(
+        2 / (in_channels * kernel_size ** 2))        # He's statistics, but not the library's numbers
+
+
 def he_global_random(out_channels, in_channels, kernel_size, rng):
     return np.random.standard_normal((out_channels, in_channels, kernel_size, kernel_size)) * np.sqrt(
         2 / (in_channels * kernel_size ** 2))
@@ -204,6 +219,7 @@ def he_global_random(out_channels, in_channels, kernel_size, rng):
     (he_fan_in_without_kernel, ["counted without the kernel"]),
     (he_channels_swapped, ["shape (3, 16, 3, 3), expected (16, 3, 3, 3)"]),
     (he_global_random, ["do not follow the rng"]),
+    (he_float32_draws, ["not the numbers tinyresnet.nn.Conv2d draws", "in float64"]),
 ])
 def test_he_normal_rejects(capsys, fn, says):
     rejects(capsys, checks.check_he_normal, fn, says=says)

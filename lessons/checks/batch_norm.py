@@ -184,7 +184,10 @@ def running_slips(name, start, mean, var, m, n, momentum):
                    f"variance times m / (m - 1), with m = N*H*W = {m} values per channel."),
                   ((1 - momentum) * start + momentum * var * n / (n - 1),
                    f"m counts every value of a channel, N*H*W = {m}, not the {n} images: the unbiased "
-                   f"factor is m / (m - 1).")]
+                   f"factor is m / (m - 1)."),
+                  ((1 - momentum) * start + momentum * var * (m * len(var)) / (m * len(var) - 1),
+                   f"m counts the values of ONE channel, N*H*W = {m}, not all of x, x.size = N*C*H*W = "
+                   f"{m * len(var)}: the unbiased factor is m / (m - 1) with m = x.size // C.")]
     return slips
 
 
@@ -338,7 +341,9 @@ def batch_norm_slip(batch_norm_backward):
 
 
 SHAPE_HINT = ("g and xhat are (N, C, H, W); gamma, inv_std, dgamma and dbeta are (C,). Sum over axes "
-              "(0, 2, 3) to get a (C,) vector, and reshape a (C,) vector to (1, C, 1, 1) to broadcast it.")
+              "(0, 2, 3) to get a (C,) vector, and reshape a (C,) vector to (1, C, 1, 1) to broadcast it; "
+              "that goes for the means inside dx too (mean(g), mean(g * xhat)): take them with "
+              "keepdims=True, shape (1, C, 1, 1), or reshape them before combining them with g.")
 
 
 @check("batch_norm_backward", shape_hint=SHAPE_HINT, value_hint=batch_norm_slip)

@@ -34,7 +34,7 @@ def forward_with(slip, x, gamma, beta, running_mean, running_var, training, mome
     """batch_norm_forward as a learner might write it, with one slip planted (slip=None: right)."""
     def c(v):
         return v.reshape(1, -1, 1, 1)
-    m = x.size // x.shape[1]
+    m = x.size if slip == "m counts all of x" else x.size // x.shape[1]
     axes = 0 if slip == "mean over the images only" else AXES
     keepdims = slip == "keepdims"
     if training or slip == "batch statistics in eval mode":
@@ -83,6 +83,7 @@ def test_the_forward_check_passes_the_solution_and_the_unslipped_plant(capsys):
 @pytest.mark.parametrize("slip, says", [
     ("biased running variance", ["running_var after one step differs", "biased running variance",
                                  "m / (m - 1), with m = N*H*W = 120"]),
+    ("m counts all of x", ["running_var after one step differs", "not all of x, x.size = N*C*H*W = 360"]),
     ("momentum the wrong way round", ["running_mean after one step differs",
                                       "momentum is applied the wrong way round"]),
     ("batch statistics in eval mode", ["case: evaluation mode, a (4, 3, 5, 6) batch", "out differs",
@@ -124,6 +125,12 @@ def bn_keepdims(g, xhat, gamma, inv_std):
     return dx, dgamma.reshape(1, -1, 1, 1), dbeta.reshape(1, -1, 1, 1)
 
 
+def bn_means_without_keepdims(g, xhat, gamma, inv_std):
+    scale = (gamma * inv_std).reshape(1, -1, 1, 1)
+    dx = scale * (g - g.mean(axis=AXES) - xhat * (g * xhat).mean(axis=AXES))   # (C,) means: no broadcast
+    return dx, (g * xhat).sum(axis=AXES), g.sum(axis=AXES)
+
+
 def bn_swapped(g, xhat, gamma, inv_std):
     """Right numbers in the wrong order, (dx, dbeta, dgamma): both are (C,), so shapes cannot tell."""
     dx, dgamma, dbeta = batch_norm_backward(g, xhat, gamma, inv_std)
@@ -134,6 +141,7 @@ def bn_swapped(g, xhat, gamma, inv_std):
     (bn_eval_mode_dx, ["evaluation-mode gradient", "case: batch_norm training (4, 3, 2, 2)"]),
     (bn_no_variance_path, ["path through the batch variance is missing"]),
     (bn_keepdims, ["dgamma of shape (1, 3, 1, 1), expected (3,)"]),
+    (bn_means_without_keepdims, ["could not be broadcast", "the means inside dx too", "keepdims=True"]),
     (bn_swapped, ["gradient of gamma (argument 1)", "dgamma and dbeta are swapped",
                   "you returned (dx, dbeta, dgamma)"]),
 ])

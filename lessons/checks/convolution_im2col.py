@@ -6,6 +6,8 @@ of tests/core/test_conv.py, and the backward pass is gradchecked against central
 When an answer is wrong, the check tries the usual slips on the same input and names the one
 that gives the learner's numbers.
 """
+import itertools
+
 import numpy as np
 
 from tinyresnet import Tensor, gradcheck
@@ -41,6 +43,7 @@ CONV_GRAD_CONFIGS = [
     ((1, 3, 6, 6), (2, 3, 3, 3), 2, 0),      # stride 2, last row/column never reached
     ((1, 16, 3, 3), (16, 16, 3, 3), 1, 1),   # 16 channels in and out
     ((2, 2, 4, 4), (3, 2, 1, 1), 2, 0),      # 1x1 stride-2 (a projection shortcut)
+    ((2, 3, 6, 5), (4, 3, 3, 2), 1, 1),      # non-square kernel
 ]
 
 SHAPE_HINTS = {
@@ -102,11 +105,29 @@ def _close(a, b):
     return a.shape == b.shape and np.allclose(a, b, **TOL)
 
 
-def _only_overlaps_wrong(mine, expected, counts):
-    """True when every pixel read by at most one window is right and some shared pixel is not:
-    the mark of `=` where `+=` belongs (each window overwrites the ones before it)."""
-    right = np.isclose(mine, expected, **TOL)
-    return bool(right[counts <= 1].all() and not right[counts > 1].all())
+def _col2im_assigning(cols, x_shape, kernel, stride, padding):
+    """col2im with the slip `=` where `+=` belongs: each kernel offset (r, s), in order, overwrites
+    what the ones before it wrote."""
+    n, c, h, w = x_shape
+    (r_size, s_size), p = kernel, padding
+    ho, wo = output_size(h, r_size, stride, p), output_size(w, s_size, stride, p)
+    slabs = cols.reshape(n, ho, wo, r_size, s_size, c)
+    dx = np.zeros((n, c, h + 2 * p, w + 2 * p))
+    for r in range(r_size):
+        for s in range(s_size):
+            dx[:, :, r:r + stride * ho:stride, s:s + stride * wo:stride] = slabs[:, :, :, r, s, :].transpose(0, 3, 1, 2)
+    return dx[:, :, p:p + h, p:p + w]
+
+
+def _assigns(mine, cols, x_shape, kernel, stride, padding):
+    """Does mine look like col2im with `=` for `+=`? Exactly that slip, or (written in another
+    loop order) right on every pixel that one window reads and wrong on some that several share."""
+    if _close(mine, _col2im_assigning(cols, x_shape, kernel, stride, padding)):
+        return True
+    counts = col2im(np.ones_like(cols), x_shape, kernel, stride, padding)   # windows that read each pixel
+    right = np.isclose(mine, col2im(cols, x_shape, kernel, stride, padding), **TOL)
+    single = counts <= 1
+    return bool(single.any() and right[single].all() and not right[~single].all())
 
 
 def _first_wrong(mine, expected, name):
@@ -170,8 +191,7 @@ def col2im_slip(mine, cols, x_shape, kernel, stride, padding):
     reordered = col2im(_channel_fastest_columns(cols, x_shape, kernel), x_shape, kernel, stride, padding)
     if _close(mine, reordered):
         return COL2IM_COLUMN_ORDER
-    counts = col2im(np.ones_like(cols), x_shape, kernel, stride, padding)   # windows that read each pixel
-    if _only_overlaps_wrong(mine, col2im(cols, x_shape, kernel, stride, padding), counts):
+    if _assigns(mine, cols, x_shape, kernel, stride, padding):
         return COL2IM_ASSIGNS
     return COL2IM_ANY
 
@@ -215,6 +235,9 @@ def forward_slip_in_shape(mine_shape, x_shape, w_shape, stride, padding):
                 "(n, i, j), its columns the filters k: reshape(N, Ho, Wo, K), then transpose(0, 3, 1, 2).")
     if mine_shape == (n, ho, wo, k):
         return "that is (N, Ho, Wo, K): one transpose(0, 3, 1, 2) more moves the filters to axis 1."
+    if mine_shape == (k, n, ho, wo):
+        return ("that is (K, N, Ho, Wo): N and K are swapped. The product reshaped to (N, Ho, Wo, K) needs "
+                "transpose(0, 3, 1, 2), which keeps the images on axis 0 and moves the filters to axis 1.")
     if stride > 1 and mine_shape == (n, k, output_size(h, r, 1, padding), output_size(wid, s, 1, padding)):
         return ("that is the output of stride 1: the stride was ignored. Pass it to my_im2col, and "
                 "compute Ho = (H + 2*padding - R) // stride + 1.")
@@ -232,6 +255,12 @@ def forward_slip_in_values(mine, x, w, stride, padding):
                 "(n, i, j) and its columns the filters k, so it is (N, Ho, Wo, K) in memory: "
                 "reshape(N, Ho, Wo, K) first, then transpose(0, 3, 1, 2).")
     cols = im2col(x, w.shape[2:], stride, padding)
+    product = (cols @ unfold_kernel(w)).reshape(n, ho, wo, k)
+    for axes in itertools.permutations(range(4)):
+        moved = product.transpose(axes)
+        if axes != (0, 3, 1, 2) and moved.shape == expected.shape and _close(mine, moved):
+            return (f"cols and w2 are right, and so is the product; only its axes are not: reshaped to "
+                    f"(N, Ho, Wo, K) it needs transpose(0, 3, 1, 2), and yours is transpose{axes}.")
     if _close(mine, (cols @ w.reshape(k, -1).T).reshape(n, ho, wo, k).transpose(0, 3, 1, 2)):
         return ("w.reshape(K, -1).T flattens each filter in the order (c, r, s), but the columns of cols "
                 "are (r, s, c): use w2 = w.transpose(2, 3, 1, 0).reshape(R*S*C, K).")
@@ -293,16 +322,15 @@ def dx_slip(mine, x, w, g, stride, padding):
     dx = backward(x, g, w, stride, padding)[0]
     g2 = g.transpose(0, 2, 3, 1).reshape(-1, k)
     dcols = g2 @ unfold_kernel(w).T
-    counts = col2im(np.ones_like(dcols), x.shape, (r, s), stride, padding)   # windows that read each pixel
-    if _only_overlaps_wrong(mine, dx, counts):
-        return ("the pixels read by a single window are right, the pixels shared by overlapping windows "
-                "are not: the col2im that carries dcols back must ADD (+=) every window's share. "
-                "Run the my_col2im check above.")
-    if _close(mine, backward(x, _scrambled_g(g), w, stride, padding)[0]):
-        return G2_HINT
     if _close(mine, col2im(g2 @ w.reshape(k, -1), x.shape, (r, s), stride, padding)):
         return ("w.reshape(K, -1) flattens each filter in the order (c, r, s), but the columns of cols "
                 "are (r, s, c): use w2 = w.transpose(2, 3, 1, 0).reshape(R*S*C, K) and dcols = g2 @ w2.T.")
+    if _close(mine, backward(x, _scrambled_g(g), w, stride, padding)[0]):
+        return G2_HINT
+    if _assigns(mine, dcols, x.shape, (r, s), stride, padding):
+        return ("the pixels read by a single window are right, the pixels shared by overlapping windows "
+                "are not: the col2im that carries dcols back must ADD (+=) every window's share. "
+                "Run the my_col2im check above.")
     return None
 
 

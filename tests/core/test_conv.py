@@ -64,6 +64,7 @@ GRAD_CONFIGS = [
     ((1, 3, 6, 6), (2, 3, 3, 3), 2, 0),      # stride 2, last row/column never reached
     ((1, 16, 3, 3), (16, 16, 3, 3), 1, 1),   # 16 channels in and out
     ((2, 2, 4, 4), (3, 2, 1, 1), 2, 0),      # 1x1 stride-2 (a projection shortcut)
+    ((2, 3, 6, 5), (4, 3, 3, 2), 1, 1),      # non-square kernel
 ]
 
 

@@ -81,6 +81,20 @@ def col2im_channel_major(cols, x_shape, kernel, stride=1, padding=0):
     return dx[:, :, padding:padding + h, padding:padding + w]
 
 
+def col2im_slab_reshaped(cols, x_shape, kernel, stride=1, padding=0):
+    """Adds correctly, but turns each (N, Ho, Wo, C) slab into (N, C, Ho, Wo) by reshape, not transpose:
+    every pixel wrong, so the `=` hint must not be given (in x(2, 3, 5, 5) with padding 1 every pixel
+    is read by several windows, and 'all single-read pixels right' holds of no pixel at all)."""
+    n, c, h, w, r, s, ho, wo = sizes(x_shape, kernel, stride, padding)
+    cols = cols.reshape(n, ho, wo, r, s, c)
+    dx = np.zeros((n, c, h + 2 * padding, w + 2 * padding))
+    for i in range(r):
+        for j in range(s):
+            slab = cols[:, :, :, i, j, :].reshape(n, c, ho, wo)          # the slip: reshape, not transpose
+            dx[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] += slab
+    return dx[:, :, padding:padding + h, padding:padding + w]
+
+
 def col2im_keeps_padding(cols, x_shape, kernel, stride=1, padding=0):
     return np.pad(solved_im2col.my_col2im(cols, x_shape, kernel, stride, padding),
                   ((0, 0), (0, 0), (padding, padding), (padding, padding)))
@@ -93,6 +107,7 @@ ASSIGN_HINT, ORDER_HINT = "you ASSIGN (=) where col2im must ADD (+=)", "you read
     (col2im_assigns, ["not the adjoint", ASSIGN_HINT, "for x(1, 1, 4, 4)"], [ORDER_HINT]),
     (col2im_channel_major, ["not the adjoint", ORDER_HINT, "for x(2, 3, 5, 5)"], [ASSIGN_HINT, "+="]),
     (col2im_keeps_padding, ["x's shape (2, 3, 5, 5)", "padding is cut off"], []),
+    (col2im_slab_reshaped, ["not the adjoint", "walk the same (n, i, j) x (r, s, c) positions"], [ASSIGN_HINT]),
 ])
 def test_col2im_rejects_and_names_the_slip(capsys, fn, says, not_says):
     """`=` for `+=` and a wrong column order both break the adjoint; each gets its own hint."""
@@ -120,6 +135,17 @@ def forward_kernel_channel_major(x, w, stride=1, padding=0):
     return out2.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2)
 
 
+def forward_axes_swapped(x, w, stride=1, padding=0):
+    """transpose(0, 3, 2, 1) for (0, 3, 1, 2): Ho and Wo swapped, unseen in shape on square maps."""
+    n, c, h, wid, r, s, ho, wo = sizes(x.shape, w.shape[2:], stride, padding)
+    return forward_without_reshape(x, w, stride, padding).reshape(n, ho, wo, -1).transpose(0, 3, 2, 1)
+
+
+def forward_images_and_filters_swapped(x, w, stride=1, padding=0):
+    n, c, h, wid, r, s, ho, wo = sizes(x.shape, w.shape[2:], stride, padding)
+    return forward_without_reshape(x, w, stride, padding).reshape(n, ho, wo, -1).transpose(3, 0, 1, 2)
+
+
 def forward_ignores_stride(x, w, stride=1, padding=0):
     return solved_conv.conv2d_forward(x, w, 1, padding)
 
@@ -129,6 +155,8 @@ def forward_ignores_stride(x, w, stride=1, padding=0):
     (forward_reshaped_straight, ["for x(2, 3, 5, 5)", "reshaped the product straight to (N, K, Ho, Wo)"]),
     (forward_kernel_channel_major, ["(c, r, s)", "w.transpose(2, 3, 1, 0)"]),
     (forward_ignores_stride, ["x(1, 1, 7, 5) w(2, 1, 3, 3) stride 2", "the stride was ignored"]),
+    (forward_axes_swapped, ["cols and w2 are right", "yours is transpose(0, 3, 2, 1)"]),
+    (forward_images_and_filters_swapped, ["(K, N, Ho, Wo): N and K are swapped"]),
 ])
 def test_conv2d_forward_rejects(capsys, fn, says):
     rejects(capsys, checks.check_conv2d_forward, fn, says=says)
@@ -180,6 +208,21 @@ def backward_g_reshaped(x, w, g, stride=1, padding=0):
                                        .transpose(0, 3, 1, 2), stride, padding)
 
 
+def backward_dx_kernel_channel_major(x, w, g, stride=1, padding=0):
+    """dcols = g2 @ w.reshape(K, -1): the filters flattened (c, r, s), against cols' (r, s, c)."""
+    _, dw = solved_conv.conv2d_backward(x, w, g, stride, padding)
+    _, _, g2 = backward_parts(x, w, g, stride, padding)
+    return solved_im2col.my_col2im(g2 @ w.reshape(w.shape[0], -1), x.shape, w.shape[2:], stride, padding), dw
+
+
+def backward_kernel_transposed(x, w, g, stride=1, padding=0):
+    """Calls col2im with the kernel (S, R): unseen while every kernel is square."""
+    k, c, r, s = w.shape
+    _, dw = solved_conv.conv2d_backward(x, w, g, stride, padding)
+    _, w2, g2 = backward_parts(x, w, g, stride, padding)
+    return solved_im2col.my_col2im(g2 @ w2.T, x.shape, (s, r), stride, padding), dw
+
+
 def backward_swapped(x, w, g, stride=1, padding=0):
     dx, dw = solved_conv.conv2d_backward(x, w, g, stride, padding)
     return dw, dx
@@ -197,6 +240,8 @@ def backward_dw_averaged(x, w, g, stride=1, padding=0):
     (backward_col2im_stride_1, ["raised ValueError", "case: x(2, 3, 7, 5) w(4, 3, 3, 3) stride 2",
                                 "same kernel, stride and padding"]),
     (backward_g_reshaped, ["g.reshape(-1, K) mixes filters and pixels"]),
+    (backward_dx_kernel_channel_major, ["entries of dx are wrong", "w.reshape(K, -1) flattens each filter"]),
+    (backward_kernel_transposed, ["case: x(2, 3, 6, 5) w(4, 3, 3, 2)"]),
     (backward_swapped, ["returned dx of shape (2, 1, 3, 3), expected (1, 1, 5, 5)"]),
     (backward_dw_averaged, ["disagrees with central differences", "shape (4, 3, 3, 3)",
                             "0.5 × numeric", "case: x(2, 3, 7, 5)"]),

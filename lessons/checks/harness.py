@@ -91,8 +91,11 @@ def returned(result, fn_name, expected):
     names = ", ".join(name for name, _ in expected)
     if len(expected) == 1:
         result = (result,)
-    elif not isinstance(result, (tuple, list)) or len(result) != len(expected):
+    elif not isinstance(result, (tuple, list)):
         raise Mismatch(f"{fn_name} must return a tuple ({names}), got {describe(result)}")
+    elif len(result) != len(expected):
+        raise Mismatch(f"{fn_name} must return a tuple of {len(expected)} ({names}), got a "
+                       f"{type(result).__name__} of {len(result)}")
     for value, (name, shape) in zip(result, expected):
         if not hasattr(value, "shape"):
             raise Mismatch(f"{fn_name} returned {name} = {describe(value)}; "

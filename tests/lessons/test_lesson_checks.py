@@ -87,6 +87,16 @@ def mul_without_g(a, b, g):
     return b, a
 
 
+def mul_g_in_place(a, b, g):
+    db = g * a
+    g *= b                                              # right numbers, but the caller's g is changed
+    return g, db
+
+
+def mul_one_gradient(a, b, g):
+    return (g * b,)
+
+
 def mul_summed(a, b, g):
     return (g * b).sum(), (g * a).sum()                 # shape slip: a number, not an array
 
@@ -103,6 +113,8 @@ def matmul_db_transposed(a, b, g):
     (mul_swapped, ["swapped", "case: mul of two (3, 4) arrays"]),
     (mul_copied, ["the same expression", "db = g * a"]),
     (mul_without_g, ["upstream gradient g is not multiplied in"]),
+    (mul_g_in_place, ["changed its argument g in place", "return new arrays"]),
+    (mul_one_gradient, ["must return a tuple of 2 (da, db), got a tuple of 1"]),
     (mul_summed, ["da of shape (), expected (3, 4)"]),
 ])
 def test_mul_backward_rejects(capsys, fn, says):

@@ -12,14 +12,20 @@ IMAGES_SHAPE = "images are (N, 3, 32, 32), the mean image is (3, 32, 32): averag
 def check_per_pixel_mean(my_per_pixel_mean):
     x = np.random.default_rng(0).integers(0, 256, size=(20, 3, 32, 32), dtype=np.uint8)
     with case("20 random uint8 images"):
-        mine = np.asarray(my_per_pixel_mean(x))
-    expected = per_pixel_mean(x)
+        mine = my_per_pixel_mean(x)
+    if mine is None:
+        raise Mismatch("my_per_pixel_mean returned None: did you forget the `return`?")
+    mine, expected = np.asarray(mine), per_pixel_mean(x)
     if mine.shape != expected.shape:
         raise Mismatch(f"the mean image has shape {mine.shape}, expected {expected.shape}.\n"
                        "hint: average over the images only (axis 0), keep channels, rows and columns.")
     if not np.allclose(mine, expected, atol=1e-5):
+        wrapped = x.sum(axis=0, dtype=np.uint8) / 255 / len(x)      # a sum kept in uint8 wraps at 256
         hint = ("your values are 255 times too large: scale the pixels to [0, 1]"
                 if np.allclose(mine, expected * 255, atol=1e-3) else
+                "your sum wrapped around in uint8 (it keeps only the sum modulo 256): take "
+                "x.mean(axis=0), or convert to float before you add"
+                if np.all(mine <= wrapped + 1e-6) and np.allclose(mine, wrapped, atol=1e-3) else
                 "average the images pixel by pixel (axis 0), then divide by 255")
         raise Mismatch(f"pixel (0, 0, 0): yours {mine[0, 0, 0]:.6g}, expected {expected[0, 0, 0]:.6g}.\n"
                        f"hint: {hint}.")
@@ -30,16 +36,24 @@ def check_per_pixel_mean(my_per_pixel_mean):
 def check_normalize(my_normalize):
     x = np.random.default_rng(1).integers(0, 256, size=(8, 3, 32, 32), dtype=np.uint8)
     mean = per_pixel_mean(x)
+    expected, x_given, mean_given = normalize(x, mean), x.copy(), mean.copy()
     with case("8 random uint8 images and their mean image"):
         mine = np.asarray(my_normalize(x, mean))
-    expected = normalize(x, mean)
+    if not (np.array_equal(x, x_given) and np.array_equal(mean, mean_given)):
+        raise Mismatch("my_normalize changed the array it was given (x or mean): return a new array, "
+                       "(x / 255 - mean), and leave the images as they are; the loader normalizes the "
+                       "same stored images again every epoch.")
     if mine.shape != expected.shape:
         raise Mismatch(f"the result has shape {mine.shape}, expected {expected.shape} (the same as x)")
     if not np.allclose(mine, expected, atol=1e-5):
-        raise Mismatch(f"x[0, 0, 0, 0] = {x[0, 0, 0, 0]} became {mine[0, 0, 0, 0]:.6g}, expected "
-                       f"{expected[0, 0, 0, 0]:.6g} = {x[0, 0, 0, 0]}/255 - {mean[0, 0, 0]:.4f}.\n"
-                       "hint: convert to float before dividing (uint8 arithmetic wraps around), "
-                       "then subtract the mean image.")
+        at = np.unravel_index(np.argmax(np.abs(mine - expected)), mine.shape)
+        if np.allclose(mine, (x.astype(np.float64) - mean), atol=1e-3):
+            hint = "the pixels are still 0..255: divide x by 255 before subtracting the mean image"
+        else:
+            hint = ("convert to float before any arithmetic (uint8 arithmetic wraps around: 3 - 5 is 254), "
+                    "then x / 255 - mean")
+        raise Mismatch(f"x{list(map(int, at))} = {x[at]} became {mine[at]:.6g}, expected {expected[at]:.6g} = "
+                       f"{x[at]}/255 - {mean[at[1:]]:.4f} (the worst of your values).\nhint: {hint}.")
     if mine.dtype != np.float32:
         raise Mismatch(f"the values are right but the dtype is {mine.dtype}; the network computes in "
                        "float32, which also halves memory: use x.astype(np.float32).")

@@ -53,6 +53,28 @@ def normalize_in_uint8(x, mean):
     return (x / 255 - mean).astype(np.float64)          # right values, float64
 
 
+def normalize_not_scaled(x, mean):
+    return x.astype(np.float32) - mean                  # forgot / 255
+
+
+def normalize_wraps(x, mean):
+    return (x - (mean * 255).astype(np.uint8)).astype(np.float32) / 255   # uint8 subtraction wraps
+
+
+def normalize_in_place(x, mean):
+    out = x.astype(np.float32) / 255 - mean
+    x[...] = 0                                          # the caller's images are gone
+    return out
+
+
+def mean_summed_in_uint8(x):
+    return x.sum(axis=0, dtype=np.uint8) / 255 / len(x)
+
+
+def mean_without_return(x):
+    x.mean(axis=0) / 255
+
+
 def normalize_shape_slip(x, mean):
     return (x.astype(np.float32) / 255 - mean)[0]       # one image instead of all
 
@@ -60,6 +82,8 @@ def normalize_shape_slip(x, mean):
 @pytest.mark.parametrize("fn, says", [
     (mean_not_scaled, ["255 times too large"]),
     (mean_over_all_axes, ["shape (3,)", "axis 0"]),
+    (mean_summed_in_uint8, ["wrapped around in uint8"]),
+    (mean_without_return, ["returned None", "forget the `return`"]),
 ])
 def test_per_pixel_mean_rejects(capsys, fn, says):
     rejects(capsys, setup.check_per_pixel_mean, fn, says=says)
@@ -68,6 +92,9 @@ def test_per_pixel_mean_rejects(capsys, fn, says):
 @pytest.mark.parametrize("fn, says", [
     (normalize_in_uint8, ["dtype is float64"]),
     (normalize_shape_slip, ["shape (3, 32, 32)", "the same as x"]),
+    (normalize_not_scaled, ["still 0..255", "divide x by 255"]),
+    (normalize_wraps, ["uint8 arithmetic wraps around", "the worst of your values"]),
+    (normalize_in_place, ["changed the array it was given"]),
 ])
 def test_normalize_rejects(capsys, fn, says):
     rejects(capsys, setup.check_normalize, fn, says=says)

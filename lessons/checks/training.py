@@ -63,8 +63,14 @@ def check_sgd_momentum_step(sgd_momentum_step):
             opt = SGD([p], lr=SGD_LRS[0], momentum=momentum, weight_decay=wd)
             for step, lr in enumerate(SGD_LRS):
                 g = rng.standard_normal(shape)
+                given = [w.copy(), g.copy(), v.copy()]
                 with case(f"step {step + 1} (lr {lr}, momentum {momentum}, weight_decay {wd}, shape {shape})"):
-                    result = sgd_momentum_step(w.copy(), g.copy(), v.copy(), lr, momentum, wd)
+                    result = sgd_momentum_step(*given, lr, momentum, wd)
+                for name, mine, before in zip(("w", "grad", "velocity"), given, (w, g, v)):
+                    if not np.array_equal(mine, before):
+                        raise Mismatch(f"step {step + 1}: sgd_momentum_step changed the {name} it was given.\n"
+                                       "hint: return new arrays (new_w = w - lr * new_velocity), not w -= ...; the "
+                                       "text asks you to leave the arrays you are given as they are.")
                 new_w, new_v = (np.asarray(a, dtype=np.float64) for a in returned(
                     result, "sgd_momentum_step", [("new_w", shape), ("new_velocity", shape)]))
                 p.grad, opt.lr = g.copy(), lr
@@ -111,6 +117,10 @@ def library_cross_entropy(logits, labels):
 def _cross_entropy_slip(loss, dlogits, expected_loss, expected_grad, logits, labels):
     """The usual slip that reproduces the learner's numbers."""
     n = len(labels)
+    if not np.isfinite(loss) and np.all(np.isfinite(dlogits)):
+        return ("the loss is infinite but dlogits is not: the shift by the largest score kept exp() finite, "
+                "but the right class's probability underflowed to 0, and -log(0) = inf. Take the "
+                "log-softmax directly, log p = (z - m) - log(sum(exp(z - m))), not the log of the softmax.")
     if not np.isfinite(loss) or not np.all(np.isfinite(dlogits)):
         return ("exp() overflowed (e^1000 is inf in any float type): subtract each row's largest score "
                 "first; softmax(z - max z) = softmax(z), and the exponents are then <= 0.")
@@ -203,8 +213,12 @@ class Watch:
     """A forward hook on a tiny net's batch norm: which modes it ran in, and whether a graph was recorded."""
 
     def __init__(self, model):
-        self.training, self.graph, self.calls = set(), set(), 0
+        self.reset()
         model[1].register_forward_hook(self)
+
+    def reset(self):
+        """Forget what was seen so far (one epoch at a time)."""
+        self.training, self.graph, self.calls = set(), set(), 0
 
     def __call__(self, module, inputs, out):
         self.calls += 1
@@ -299,13 +313,20 @@ def _largest_difference(mine, theirs):
     return worst and worst[1:]
 
 
-def _training_slip(watch, steps_taken, steps, mine, before, no_zero_grad):
+def _training_slip(watch, steps_taken, steps, mine, before, no_zero_grad, one_pass=False):
     """Why the learner's weights differ from the library's: the first slip the evidence shows."""
     if not watch.calls:
-        return "the model was never called: for each (x, y) in batches, logits = model(Tensor(x))."
+        used_up = (" These batches came as a one-pass iterator: if your code went through it before the loop "
+                   "(to count the images, say), nothing was left for the loop. Go through batches once, and "
+                   "count the images as you go." if one_pass else "")
+        return f"the model was never called: for each (x, y) in batches, logits = model(Tensor(x)).{used_up}"
     if False in watch.training:
         return ("batch norm ran in eval mode (as evaluate leaves the model): call model.train() at the start of "
                 "train_epoch, so that it normalizes with each batch's statistics and updates its running ones.")
+    if watch.calls > steps:
+        return (f"the model ran {watch.calls} forward passes for {steps} minibatches: each extra forward pass in "
+                "training mode moves batch norm's running statistics again. Count the mistakes with the logits "
+                "of the one training forward pass per minibatch (the weights before the step).")
     if False in watch.graph:
         return "the forward pass ran under no_grad(), so no graph was recorded for backward: train outside it."
     if steps_taken != steps:
@@ -340,6 +361,7 @@ def check_train_epoch(train_epoch):
         before = models["yours"].state_dict()
         models["yours"].eval()      # as evaluate leaves it
         steps_before = opts["yours"].steps
+        watch.reset()
         with case(what):
             result = train_epoch(models["yours"], opts["yours"], iter(batches) if epoch == 2 else batches)
             loss, error = two_numbers(result, "train_epoch")
@@ -349,7 +371,7 @@ def check_train_epoch(train_epoch):
         if differ:
             name, i, a, b = differ
             hint = _training_slip(watch, opts["yours"].steps - steps_before, len(sizes), mine, before,
-                                  models["no zero_grad"].state_dict())
+                                  models["no zero_grad"].state_dict(), one_pass=epoch == 2)
             raise Mismatch(f"after {what}: {name}[{', '.join(map(str, i))}] is {a:.6g}, the same net trained "
                            f"by tinyresnet.train.train_step has {b:.6g}\nhint: {hint}")
         compare_numbers("train_epoch", what, loss, error, expected, sizes)
@@ -400,5 +422,8 @@ def check_evaluate(evaluate):
                        "that never comes, which costs memory and time.\nhint: run the loop inside "
                        "`with no_grad():` (from tinyresnet import no_grad).")
     compare_numbers("evaluate", what, loss, error, (expected_loss, expected_error, batch_losses), sizes)
+    if model.training:
+        raise Mismatch(f"{what}: the numbers are right, but evaluate left the model in training mode.\nhint: "
+                       "leave it in eval mode, as the text asks (train_epoch switches it back with model.train()).")
     return (f"{len(y_test)} images in batches of {', '.join(map(str, sizes))}: eval mode, no graph, the model "
             f"untouched; loss {loss:.4f} and error rate {error:.4f} as tinyresnet.train.evaluate")

@@ -40,7 +40,15 @@ def sgd_scalar_velocity(w, grad, velocity, lr, momentum, weight_decay):
     return w - lr * v, float(v.sum())
 
 
+def sgd_in_place(w, grad, velocity, lr, momentum, weight_decay):
+    velocity *= momentum
+    velocity += grad + weight_decay * w
+    w -= lr * velocity                      # right numbers, but the caller's arrays are changed
+    return w, velocity
+
+
 @pytest.mark.parametrize("fn, says", [
+    (sgd_in_place, ["changed the w it was given", "return new arrays"]),
     (sgd_no_weight_decay, ["ignores weight decay"]),
     (sgd_lr_in_velocity, ["includes the learning rate"]),
     (sgd_scalar_velocity, ["new_velocity = float", "array of shape (3,)"]),
@@ -54,6 +62,17 @@ def cross_entropy_naive(logits, labels):
     n = len(labels)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        loss = -np.log(p[np.arange(n), labels]).mean()
+    p[np.arange(n), labels] -= 1
+    return loss, p / n
+
+
+def cross_entropy_log_of_p(logits, labels):
+    """The max subtracted, but the loss taken as log(p_y): p_y underflows to 0 at scores of ±1000."""
+    n = len(labels)
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore"):
         loss = -np.log(p[np.arange(n), labels]).mean()
     p[np.arange(n), labels] -= 1
     return loss, p / n
@@ -83,6 +102,7 @@ def cross_entropy_onehot_forgotten(logits, labels):
 
 @pytest.mark.parametrize("fn, says", [
     (cross_entropy_naive, ["exp() overflowed", "scores around ±1000"]),
+    (cross_entropy_log_of_p, ["underflowed to 0", "log-softmax"]),
     (cross_entropy_gradient_of_the_sum, ["gradient of the SUM", "divide by N"]),
     (cross_entropy_onehot_forgotten, ["one-hot label is not subtracted"]),
     (cross_entropy_per_image, ["the loss has shape (4,)", "one number"]),
@@ -164,6 +184,26 @@ def train_returning_the_loss_tensor(model, opt, batches):
     return total * (1 / images), wrong / images
 
 
+def train_scoring_again_after_the_step(model, opt, batches):
+    """Counts mistakes with a second forward pass after the step: batch norm's statistics move twice."""
+    model.train()
+    losses, wrong, sizes = [], 0, []
+    for x, y in batches:
+        loss, _ = step(model, opt, x, y)
+        with no_grad():
+            wrong += int((model(Tensor(x)).data.argmax(axis=1) != y).sum())
+        losses.append(loss)
+        sizes.append(len(y))
+    return float(np.dot(losses, sizes) / sum(sizes)), wrong / sum(sizes)
+
+
+def train_counting_first(model, opt, batches):
+    """Goes through batches once to count the images: a one-pass iterator is then empty."""
+    images = sum(len(y) for _, y in batches)
+    losses, wrong, sizes = epoch_with(model, opt, batches)
+    return float(np.dot(losses, sizes) / max(images, 1)), wrong / max(images, 1)
+
+
 def train_only_the_loss(model, opt, batches):
     """Shape slip: one number back, not (mean loss, error rate)."""
     return train_epoch(model, opt, batches)[0]
@@ -178,6 +218,8 @@ def train_only_the_loss(model, opt, batches):
     (train_zero_grad_after_backward, ["the weights did not move", "before loss.backward()"]),
     (train_returning_the_loss_tensor, ["mean loss as a Tensor", ".item()"]),
     (train_only_the_loss, ["must return a tuple (mean loss, error rate)", "float"]),
+    (train_scoring_again_after_the_step, ["forward passes for", "moves batch norm's running statistics again"]),
+    (train_counting_first, ["never called", "one-pass iterator"]),
 ])
 def test_train_epoch_rejects(capsys, fn, says):
     rejects(capsys, training.check_train_epoch, fn, says=says)
@@ -230,6 +272,12 @@ def evaluate_summed_loss(model, batches):
     return np.dot(losses, sizes), wrong / sum(sizes)
 
 
+def evaluate_then_train_mode(model, batches):
+    loss, error = evaluate(model, batches)
+    model.train()
+    return loss, error
+
+
 def evaluate_with_backward(model, batches):
     """A training step's habits in evaluate: backward() fills .grad."""
     model.eval()
@@ -247,6 +295,7 @@ def evaluate_with_backward(model, batches):
     (evaluate_mean_of_batch_means, ["the last batch has only 3 images", "weight each batch's mean loss"]),
     (evaluate_summed_loss, ["this is a sum", "divide"]),
     (evaluate_with_backward, ["evaluate changed the model", "no loss.backward()"]),
+    (evaluate_then_train_mode, ["left the model in training mode"]),
 ])
 def test_evaluate_rejects(capsys, fn, says):
     rejects(capsys, training.check_evaluate, fn, says=says)

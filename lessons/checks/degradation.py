@@ -44,6 +44,12 @@ def _variances(err_a, err_b, n):
     return [p / 100 * (1 - p / 100) / n for p in (err_a, err_b)]
 
 
+def _pooled(err_a, err_b, n):
+    """The pooled two-proportion standard error, in points."""
+    p = (err_a + err_b) / 200
+    return 100 * math.sqrt(2 * p * (1 - p) / n)
+
+
 def _gap_slip(err_a, err_b, n, gap, se, expected_gap, expected_se):
     """The usual slip that reproduces the learner's (gap, se), or None."""
     if not math.isfinite(se):
@@ -76,6 +82,9 @@ def _gap_slip(err_a, err_b, n, gap, se, expected_gap, expected_se):
                                                       "sqrt(se_a² + se_b²), not se_a + se_b."),
         (100 * math.sqrt(abs(var_a - var_b)), "the variances of a difference ADD: var_a + var_b, even though "
                                               "the errors are subtracted."),
+        (_pooled(err_a, err_b, n), "that is the pooled standard error, sqrt(2 p (1 - p) / n) with p the mean of "
+                                   "the two rates (a textbook test of 'equal rates'). Here each run keeps its "
+                                   "own rate: sqrt(p_a (1 - p_a) / n + p_b (1 - p_b) / n)."),
     ]
     for value, slip in slips:
         if close(se, value) and not close(se, expected_se):
@@ -131,7 +140,9 @@ def _order_slip(gap, se, mine):
                 "asks whether a is ABOVE b: keep the gap's sign (no abs()).")
     if mine and z <= 1:
         return (f"a gap of {z:.1f} standard errors counted as established: compare the gap with "
-                f"{ESTABLISHED_AT} standard errors, not with 0 or with one of them.")
+                f"{ESTABLISHED_AT} standard errors, not with 0 or with one of them. If your comparison is "
+                f"right, the standard error it used is off: here it is {se:.4g} points; run error_gap's "
+                "check above first.")
     if mine:
         chance = 0.5 * math.erfc(z / math.sqrt(2))   # P(a normal draw above z): the images alone
         return (f"a gap of {z:.1f} standard errors is not established: the images alone give a gap that "

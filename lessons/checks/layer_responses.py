@@ -5,6 +5,8 @@ exercise is not written yet. The likely slips are named from what the learner's 
 equal instead: training-mode values, the convolutions' outputs before batch norm; and from
 what is left behind: hooks still on the model.
 """
+import re
+
 import numpy as np
 
 from experiments import layer_responses, response_layers, response_stds
@@ -51,9 +53,14 @@ def hooks_left_on(model):
     return sum(len(vars(m).get("_forward_hooks", ())) for m in model.modules())
 
 
-def _slip(mine, model, x, saved):
+def _slip(mine, expected, model, x, saved):
     """The name of the slip that explains `mine`, or a general hint. saved: the model's state
     before the learner's call (a training-mode pass moves the running statistics)."""
+    if np.allclose(mine, expected[::-1], rtol=1e-4, atol=1e-6):
+        return ("the right stds in the wrong order: return them in network order, the order of "
+                "response_layers(model), which is the order the forward pass calls the hooks in")
+    if np.allclose(mine, expected ** 2, rtol=1e-4, atol=1e-6):
+        return "those are variances: take the std, r.std()"
     model.load_state_dict(saved)
     if np.allclose(mine, stds_in_training_mode(model, x), rtol=1e-3):
         return ("these are training-mode values: call model.eval() first, so that batch norm uses its "
@@ -83,7 +90,15 @@ def check_layer_response_stds(layer_response_stds):
         saved = model.state_dict()
         name = f"{'ResNet' if residual else 'plain'}-{depth}"
         with case(f"{name} on 6 random images"):
-            mine = layer_response_stds(model, x)
+            try:
+                mine = layer_response_stds(model, x)
+            except AttributeError as e:
+                if not re.match(r"'(float|numpy\.float\d*|float\d+|int)' object", str(e)):
+                    raise
+                raise Mismatch(f"for {name} your code raised AttributeError: {e}\nhint: your hook returned a "
+                               "number, and a value a forward hook returns REPLACES the module's output, so the "
+                               "next layer got that number. Let the hook append the std to a list and return "
+                               "nothing.") from e
         left = hooks_left_on(model)
         if left:
             raise Mismatch(f"for {name}: {left} forward hooks are still on the model after your function "
@@ -100,6 +115,6 @@ def check_layer_response_stds(layer_response_stds):
         if not np.allclose(mine, expected, rtol=1e-4, atol=1e-6):
             k = int(np.argmax(np.abs(mine - expected)))
             raise Mismatch(f"for {name}, layer {k + 1}: yours {mine[k]:.6g}, expected {expected[k]:.6g}.\n"
-                           f"hint: {_slip(mine, model, x, saved)}.")
+                           f"hint: {_slip(mine, expected, model, x, saved)}.")
         checked.append(f"{name} ({layers} layers)")
     return f"{' and '.join(checked)}: the stds match, measured in eval mode, and the hooks came off again"

@@ -66,6 +66,11 @@ def gap_reversed(err_a, err_b, n_images):
     return -gap, se
 
 
+def gap_pooled(err_a, err_b, n_images):
+    p = (err_a + err_b) / 200                                 # the textbook pooled rate
+    return err_a - err_b, 100 * math.sqrt(2 * p * (1 - p) / n_images)
+
+
 def gap_only(err_a, err_b, n_images):
     return err_a - err_b                                      # shape slip: one number, not (gap, se)
 
@@ -79,6 +84,7 @@ def gap_only(err_a, err_b, n_images):
     (gap_training_set_size, ["fits 50,000 images", "training set", "n_images = 10,000"]),
     (gap_reversed, ["wrong sign", "err_a - err_b"]),
     (gap_only, ["must return a tuple (gap, standard_error)"]),
+    (gap_pooled, ["pooled standard error", "each run keeps its own rate"]),
 ], ids=lambda x: getattr(x, "__name__", ""))
 def test_error_gap_rejects(capsys, fn, says):
     rejects(capsys, degradation.check_error_gap, fn, says)
@@ -100,6 +106,11 @@ def established_when_above(err_a, err_b, n_images):
     return err_a > err_b                                     # no noise at all
 
 
+def established_with_a_variance(err_a, err_b, n_images):
+    gap, variance = gap_without_sqrt(err_a, err_b, n_images)
+    return gap > 2 * variance                                # the right comparison, a wrong error_gap
+
+
 def established_returns_the_ratio(err_a, err_b, n_images):
     gap, se = solved.error_gap(err_a, err_b, n_images)
     return gap / se                                          # a number, not True/False
@@ -109,6 +120,7 @@ def established_returns_the_ratio(err_a, err_b, n_images):
     (established_both_ways, ["BELOW run b", "no abs()"]),
     (established_at_one_se, ["1.4 standard errors is not established", "one time in 12"]),
     (established_when_above, ["0.2 standard errors counted as established", "not with 0"]),
+    (established_with_a_variance, ["0.2 standard errors counted as established", "run error_gap's check"]),
     (established_returns_the_ratio, ["must return True or False"]),
 ], ids=lambda x: getattr(x, "__name__", ""))
 def test_ordering_established_rejects(capsys, fn, says):

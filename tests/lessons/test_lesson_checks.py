@@ -203,6 +203,31 @@ def responses_hooks_left_on(model, x):
     return hooked_stds(model, x, response_layers(model), remove=False)
 
 
+def responses_reversed(model, x):
+    model.eval()
+    return hooked_stds(model, x, response_layers(model))[::-1]
+
+
+def responses_variances(model, x):
+    model.eval()
+    return [s ** 2 for s in hooked_stds(model, x, response_layers(model))]
+
+
+def responses_hook_returns_the_std(model, x):
+    """The hook returns its measurement, which replaces the layer's output."""
+    model.eval()
+    stds = []
+    handles = [layer.register_forward_hook(lambda module, inputs, output: float(output.numpy().std()))
+               for layer in response_layers(model)]
+    try:
+        with no_grad():
+            model(Tensor(x))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return stds
+
+
 def responses_per_channel(model, x):
     """Shape slip: one std per channel instead of one per layer."""
     model.eval()
@@ -214,6 +239,9 @@ def responses_per_channel(model, x):
     (responses_before_batch_norm, ["before batch norm", "response_layers(model)"]),
     (responses_hooks_left_on, ["7 forward hooks are still on the model", "handle.remove()"]),
     (responses_per_channel, ["values; it has 6n+1 = 7 3x3 layers"]),
+    (responses_reversed, ["the right stds in the wrong order"]),
+    (responses_variances, ["those are variances"]),
+    (responses_hook_returns_the_std, ["REPLACES the module's output", "return nothing"]),
 ])
 def test_layer_response_stds_rejects(capsys, fn, says):
     rejects(capsys, layer_responses.check_layer_response_stds, fn, says=says)

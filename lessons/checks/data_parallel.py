@@ -34,7 +34,7 @@ class Network:
     and records (src, dst, number of values)."""
 
     def __init__(self, P):
-        self.P, self.messages = P, []
+        self.P, self.messages, self.carried = P, [], []
 
     def send(self, src, dst, chunk):
         for name, p in (("src", src), ("dst", dst)):
@@ -43,6 +43,7 @@ class Network:
                                "hint: send(src, dst, chunk) takes the two workers' numbers and an array.")
         chunk = np.array(chunk, dtype=float, copy=True)   # what arrives is a copy: the wire
         self.messages.append((int(src), int(dst), chunk.size))
+        self.carried.append(chunk.copy())
         return chunk
 
     def sent_by(self, p):
@@ -106,7 +107,26 @@ def check_neighbours(net):
                            "at the same time.")
 
 
-def value_slip(results, P, n, net):
+def _one_buffer(mask):
+    k = int(round(mask))
+    return k > 0 and k & (k - 1) == 0
+
+
+def _never_adds(ring_allreduce, P=3, n=6):
+    """Run on 3 workers with chunks of 2 values, where a reduce-scatter that adds sends a sum of two
+    buffers in its second step: True when no message and no result ever held more than one buffer,
+    i.e. nothing was added. (On traceable buffers a chunk of consecutive elements m (i+1), m (i+2)
+    names its buffers by its step m; a whole result by element / (i + 1).)"""
+    try:
+        results, net = run(ring_allreduce, traceable(P, n))
+    except Exception:
+        return False
+    steps = [c[1] - c[0] for c in net.carried if c.size >= 2]
+    kept = [m for r in results for m in np.asarray(r) / np.arange(1, n + 1)]
+    return bool(steps) and all(_one_buffer(m) for m in steps + kept)
+
+
+def value_slip(results, P, n, net, ring_allreduce=None):
     """Why traceable buffers summed to `results` instead of the full sum: a hint naming the slip."""
     full = 2 ** P - 1
     scale = np.arange(1, n + 1)
@@ -130,6 +150,10 @@ def value_slip(results, P, n, net):
                 "the all-gather replaces, it does not add.")
     else:
         said = f"{where} holds the sum of buffers {workers(mask)} only, not of all {P}."
+    if P > 1 and ring_allreduce is not None and _never_adds(ring_allreduce):
+        return (f"{said} No element of any worker holds more than one buffer: the arriving chunks replaced "
+                "what was there instead of being added to it.\nhint: in the reduce-scatter the receiver ADDS "
+                "the chunk that arrives to its own copy (+=); only the all-gather replaces.")
     sent = [len(net.sent_by(q)) for q in range(P)]
     tail = [(q, j) for q, j in wrong if j >= P * (n // P)]
     if n % P and tail == wrong:
@@ -146,10 +170,10 @@ def value_slip(results, P, n, net):
             f"gathered every buffer (or a complete one was overwritten by a partial one).\nhint: {STEPS_HINT}")
 
 
-def check_values(results, P, n, net):
+def check_values(results, P, n, net, ring_allreduce=None):
     expected = np.sum(traceable(P, n), axis=0)
     if not all(np.array_equal(r, expected) for r in results):
-        raise Mismatch(value_slip(results, P, n, net))
+        raise Mismatch(value_slip(results, P, n, net, ring_allreduce))
 
 
 def check_traffic(net, n):
@@ -183,7 +207,7 @@ def check_ring_allreduce(ring_allreduce):
             buffers = traceable(P, n)
             results, net = run(ring_allreduce, buffers)
             check_neighbours(net)
-            check_values(results, P, n, net)
+            check_values(results, P, n, net, ring_allreduce)
             per_worker = check_traffic(net, n)
             sent[(P, n)] = per_worker
     P, n = RANDOM_CASE

@@ -86,6 +86,15 @@ def check(title, shape_hint=GENERIC_HINT, value_hint=None):
     return wrap
 
 
+HOOKS_LEFT_HINT = ("keep the handles that register_forward_hook returns and call handle.remove() on each when "
+                   "the forward pass is done (in a finally:, so that they come off after an error too).")
+
+
+def hooks_left_on(model):
+    """How many forward hooks are still registered anywhere in the model."""
+    return sum(len(vars(m).get("_forward_hooks", ())) for m in model.modules())
+
+
 def returned(result, fn_name, expected):
     """result must be an array, or a tuple of arrays, with the (name, shape) pairs in `expected`."""
     names = ", ".join(name for name, _ in expected)

@@ -14,7 +14,7 @@ from tinyresnet import Tensor, no_grad
 from tinyresnet.models import cifar_resnet
 from tinyresnet.nn import Conv2d, manual_seed
 
-from .harness import Mismatch, case, check, describe
+from .harness import HOOKS_LEFT_HINT, Mismatch, case, check, describe, hooks_left_on
 
 SHAPE_HINT = ("x is a NumPy array (N, 3, 32, 32): run the model as model(Tensor(x)). A forward hook "
               "fn(module, inputs, output) on each layer in response_layers(model) sees that layer's "
@@ -46,11 +46,6 @@ def stds_before_batch_norm(model, x):
         for handle in handles:
             handle.remove()
     return np.array(stds)
-
-
-def hooks_left_on(model):
-    """How many forward hooks are still registered anywhere in the model."""
-    return sum(len(vars(m).get("_forward_hooks", ())) for m in model.modules())
 
 
 def _slip(mine, expected, model, x, saved):
@@ -102,9 +97,7 @@ def check_layer_response_stds(layer_response_stds):
         left = hooks_left_on(model)
         if left:
             raise Mismatch(f"for {name}: {left} forward hooks are still on the model after your function "
-                           "returned; the next call would measure every layer twice.\nhint: keep the handles "
-                           "that register_forward_hook returns and call handle.remove() on each when the "
-                           "forward pass is done (in a finally:, so that they come off after an error too).")
+                           f"returned; the next call would measure every layer twice.\nhint: {HOOKS_LEFT_HINT}")
         layers = len(response_layers(model))
         if not hasattr(mine, "__len__") or len(mine) != layers:
             got = f"{len(mine)} values" if hasattr(mine, "__len__") else describe(mine)

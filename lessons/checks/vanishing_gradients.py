@@ -13,7 +13,7 @@ from tinyresnet import Tensor, no_grad
 from tinyresnet.models import cifar_resnet
 from tinyresnet.nn import manual_seed
 
-from .harness import Mismatch, case, check, describe
+from .harness import HOOKS_LEFT_HINT, Mismatch, case, check, describe, hooks_left_on
 
 SHAPE_HINT = ("x is a NumPy array (N, 3, 32, 32) and y (N,) integer labels: the loss is "
               "F.cross_entropy(model(Tensor(x)), y); each block's output is a Tensor (N, C, H, W) and, "
@@ -88,12 +88,23 @@ def check_block_output_grad_norms(block_output_grad_norms):
             try:
                 mine = block_output_grad_norms(model, x, y)
             except AttributeError as e:
-                if "HookHandle" not in str(e):
+                if "HookHandle" not in str(e) and "'tuple' object" not in str(e):
                     raise
                 raise Mismatch(f"for {name} your code raised AttributeError: {e}.\nhint: a forward hook "
                                "that returns something replaces the module's output with it; a lambda "
-                               "returns the value of its expression (here a hook handle): write the hook "
-                               "as a def that returns nothing.") from None
+                               "returns the value of its expression (a hook handle from register_hook, a "
+                               "tuple of several calls): write the hook as a def that returns nothing.") from None
+            except TypeError as e:
+                if "NoneType" not in str(e):
+                    raise
+                raise Mismatch(f"for {name} your code raised TypeError: {e}.\nhint: a block output's .grad "
+                               "is None: call output.retain_grad() inside the forward hook (an intermediate "
+                               "Tensor keeps no gradient otherwise), and read .grad only after "
+                               "loss.backward().") from None
+        left = hooks_left_on(model)
+        if left:
+            raise Mismatch(f"for {name}: {left} forward hooks are still on the model after your function "
+                           f"returned; the next call would run them again.\nhint: {HOOKS_LEFT_HINT}")
         blocks = len(model.blocks)
         if not hasattr(mine, "__len__") or len(mine) != blocks:
             got = f"{len(mine)} values" if hasattr(mine, "__len__") else describe(mine)

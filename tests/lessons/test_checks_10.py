@@ -55,7 +55,11 @@ def allreduce_with(slip, buffers, send):
     for s in range(steps):
         for p in range(P):
             k = (p - s - 1) % P if slip == "reduce-scatter index off by one" else (p - s) % P
-            chunk(neighbour(p), k)[...] += send(p, neighbour(p), chunk(p, k))
+            arrived = send(p, neighbour(p), chunk(p, k))
+            if slip == "reduce-scatter replaces":
+                chunk(neighbour(p), k)[...] = arrived
+            else:
+                chunk(neighbour(p), k)[...] += arrived
     if slip != "no all-gather":
         for s in range(P - 1):
             for p in range(P):
@@ -96,6 +100,8 @@ def test_the_check_passes_the_solution_and_the_unslipped_plant(capsys):
     ("remainder dropped", ["case: P = 4 workers, buffers of n = 10", "Only the last 2 element(s) are wrong",
                            "not a multiple of P = 4"]),
     ("mean", ["the sums divided by P, the means", "returns the SUM"]),
+    ("reduce-scatter replaces", ["case: P = 2 workers", "No element of any worker holds more than one buffer",
+                                 "ADDS the chunk that arrives"]),
     ("whole buffers", ["case: P = 2 workers", "a message of 6 values", "at most ceil(n / P) = 3",
                        "not the whole buffer"]),
 ])

@@ -254,20 +254,30 @@ def test_layer_response_stds_solution_passes(capsys):
 
 # ------------------------------------------------------------------ lesson 08
 
-def kept_outputs(model, x, y, take_input=False, loss_scale=1.0):
+def kept_outputs(model, x, y, take_input=False, loss_scale=1.0, retain=True, remove=True):
     """A forward hook per block keeps its output (or input) and retains its gradient; then backward."""
     kept = []
 
     def keep(block, inputs, output):
         t = inputs[0] if take_input else output
-        t.retain_grad()
+        if retain:
+            t.retain_grad()
         kept.append(t)
     handles = [block.register_forward_hook(keep) for block in model.blocks]
     loss = F.cross_entropy(model(Tensor(x)), y)
-    for handle in handles:
+    for handle in handles if remove else ():
         handle.remove()
     (loss * loss_scale).backward()
     return kept
+
+
+def grads_not_retained(model, x, y):
+    """Typical slip: retain_grad() forgotten, so every block output's .grad stays None."""
+    return [float(np.sqrt((t.grad * t.grad).sum())) for t in kept_outputs(model, x, y, retain=False)]
+
+
+def grad_hooks_left_on(model, x, y):
+    return [float(np.linalg.norm(t.grad)) for t in kept_outputs(model, x, y, remove=False)]
 
 
 def norms_of_activations(model, x, y):
@@ -338,6 +348,8 @@ def norms_per_image(model, x, y):
     (summed_loss, ["6 times too large", "mean over the batch"]),
     (norms_in_backward_order, ["backward order", "network order"]),
     (hook_as_lambda, ["replaces the module's output", "as a def"]),
+    (grads_not_retained, ["raised TypeError", "retain_grad()", "after loss.backward()"]),
+    (grad_hooks_left_on, ["forward hooks are still on the model", "handle.remove()"]),
     (in_eval_mode, ["evaluation mode", "do not call model.eval()"]),
     (gradient_arrays, ["block 1: you returned an array of shape (6, 16, 32, 32)", "one float per block"]),
     (norms_per_image, ["block 1: you returned an array of shape (6,)", "np.linalg.norm(output.grad)"]),

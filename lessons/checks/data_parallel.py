@@ -31,7 +31,7 @@ STEPS_HINT = ("in the reduce-scatter, at step s = 0 .. P-2, worker p sends chunk
 
 class Network:
     """The simulated wires between P workers: send(src, dst, chunk) returns the copy dst receives
-    and records (src, dst, number of values)."""
+    and records (src, dst, number of values) in messages, and the values themselves in carried."""
 
     def __init__(self, P):
         self.P, self.messages, self.carried = P, [], []

@@ -169,13 +169,15 @@ def test_matmul_value_slip_is_named(capsys):
 
 # ------------------------------------------------------------------ lesson 07
 
-def hooked_stds(model, x, layers, per_channel=False, remove=True):
-    """A forward hook on each of `layers` measures its output's std; the hooks come off unless remove=False."""
+def hooked_stds(model, x, layers, per_channel=False, remove=True, hook_returns=False):
+    """A forward hook on each of `layers` measures its output's std; the hooks come off unless remove=False.
+    hook_returns=True: the slip of a hook that returns its measurement (which replaces the output)."""
     stds = []
 
     def measure(module, inputs, output):
         r = output.numpy()
         stds.extend(r.std(axis=(0, 2, 3)).tolist() if per_channel else [float(r.std())])
+        return float(r.std()) if hook_returns else None
 
     handles = [layer.register_forward_hook(measure) for layer in layers]
     with no_grad():
@@ -214,18 +216,8 @@ def responses_variances(model, x):
 
 
 def responses_hook_returns_the_std(model, x):
-    """The hook returns its measurement, which replaces the layer's output."""
     model.eval()
-    stds = []
-    handles = [layer.register_forward_hook(lambda module, inputs, output: float(output.numpy().std()))
-               for layer in response_layers(model)]
-    try:
-        with no_grad():
-            model(Tensor(x))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return stds
+    return hooked_stds(model, x, response_layers(model), hook_returns=True)
 
 
 def responses_per_channel(model, x):

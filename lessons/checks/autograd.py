@@ -25,7 +25,7 @@ def _same(x, y):
     return np.shape(x) == np.shape(y) and np.allclose(x, y)
 
 
-def _leaving_inputs_alone(backward_fn, fn_name, a, b, g):
+def _leaving_inputs_alone(backward_fn, fn_name, a, b, g, formula):
     """backward_fn(a, b, g), failing if it changed one of its arguments in place: the engine may
     hand the same g to several parents (an addition does), and a and b are the forward's values."""
     kept = [x.copy() for x in (a, b, g)]
@@ -33,7 +33,7 @@ def _leaving_inputs_alone(backward_fn, fn_name, a, b, g):
     for name, before, after in zip("abg", kept, (a, b, g)):
         if not np.array_equal(before, after):
             raise Mismatch(f"{fn_name} changed its argument {name} in place (as `{name} *= ...` does).\n"
-                           f"hint: return new arrays, da = g * b, and leave a, b and g as they came: the "
+                           f"hint: return new arrays ({formula}) and leave a, b and g as they came: the "
                            f"engine may pass the same g on to other parents too.")
     return result
 
@@ -86,7 +86,8 @@ def check_mul_backward(mul_backward):
         where = f"mul of two {shape} arrays"
         a, b, g = rng.standard_normal((3, *shape))
         with case(where):
-            returned(_leaving_inputs_alone(mul_backward, "mul_backward", a, b, g), "mul_backward",
+            returned(_leaving_inputs_alone(mul_backward, "mul_backward", a, b, g, "da = g * b, not g *= b"),
+                     "mul_backward",
                      [("da", shape), ("db", shape)])
             worst = max(worst, gradcheck(op, a, b, name=where))
     return f"gradcheck on {len(MUL_SHAPES)} shapes, worst relative error {worst:.1e}"
@@ -101,7 +102,8 @@ def check_matmul_backward(matmul_backward):
         a, b = rng.standard_normal(sa), rng.standard_normal(sb)
         g = rng.standard_normal((sa[0], sb[1]))
         with case(where):
-            returned(_leaving_inputs_alone(matmul_backward, "matmul_backward", a, b, g), "matmul_backward",
+            returned(_leaving_inputs_alone(matmul_backward, "matmul_backward", a, b, g, "da = g @ ..., not g @= ..."),
+                     "matmul_backward",
                      [("da", sa), ("db", sb)])
             worst = max(worst, gradcheck(op, a, b, name=where))
     return f"gradcheck on {len(MATMUL_SHAPES)} shapes, worst relative error {worst:.1e}"

@@ -108,6 +108,7 @@ def check_neighbours(net):
 
 
 def _one_buffer(mask):
+    """Does this traceable sum hold exactly one worker's buffer (one bit of its mask set)?"""
     k = int(round(mask))
     return k > 0 and k & (k - 1) == 0
 
@@ -121,9 +122,9 @@ def _never_adds(ring_allreduce, P=3, n=6):
         results, net = run(ring_allreduce, traceable(P, n))
     except Exception:
         return False
-    steps = [c[1] - c[0] for c in net.carried if c.size >= 2]
+    sent = [c[1] - c[0] for c in net.carried if c.size >= 2]
     kept = [m for r in results for m in np.asarray(r) / np.arange(1, n + 1)]
-    return bool(steps) and all(_one_buffer(m) for m in steps + kept)
+    return bool(sent) and all(_one_buffer(m) for m in sent + kept)
 
 
 def value_slip(results, P, n, net, ring_allreduce=None):

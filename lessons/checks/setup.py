@@ -41,8 +41,8 @@ def check_normalize(my_normalize):
         mine = np.asarray(my_normalize(x, mean))
     if not (np.array_equal(x, x_given) and np.array_equal(mean, mean_given)):
         raise Mismatch("my_normalize changed the array it was given (x or mean): return a new array, "
-                       "(x / 255 - mean), and leave the images as they are; the loader normalizes the "
-                       "same stored images again every epoch.")
+                       "x.astype(np.float32) / 255 - mean, and leave the images as they are; the loader "
+                       "normalizes the same stored images again every epoch.")
     if mine.shape != expected.shape:
         raise Mismatch(f"the result has shape {mine.shape}, expected {expected.shape} (the same as x)")
     if not np.allclose(mine, expected, atol=1e-5):

@@ -99,8 +99,8 @@ def so_far(run_dir):
     "best_test_iteration", "wall_time"}, errors in percent, test_error the last one measured and
     test_iteration where, best_test_error the lowest one measured and where (all four None before the
     first), wall_time the seconds since the run began, summed over its stretches, evaluations and
-    checkpoints included; None when there is no row to read (no folder,
-    no log, only its header, or a row being written)."""
+    checkpoints included; None when there is no row to read (no folder, no log, only its header, or a
+    row being written)."""
     try:
         log = read_log(run_dir)
     except RunFolderError:

@@ -62,7 +62,7 @@ def psnr(a, b):
 def write_batch(path, label, x, y):
     """One batch in the official layout: x (N, 3, 32, 32) uint8, y (N,) int."""
     batch = {b"batch_label": label.encode(), b"labels": [int(v) for v in y],
-             b"data": x.reshape(len(x), -1), b"filenames": [f"jpeg_pass_{i:05d}.png".encode() for i in range(len(x))]}
+             b"data": x.reshape(len(x), -1), b"filenames": [f"jpeg_pass_{i:05d}".encode() for i in range(len(x))]}
     with open(path, "wb") as f:
         pickle.dump(batch, f, protocol=4)
 

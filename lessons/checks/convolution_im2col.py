@@ -25,7 +25,8 @@ IM2COL_CONFIGS = [
     ((2, 2, 6, 6), (1, 1), 2, 0),    # 1x1, stride 2 (a projection shortcut)
     ((2, 3, 6, 5), (3, 2), 1, 1),    # non-square kernel
 ]
-# the conv2d forward checks of tests/core/test_conv.py: x shape, w shape, stride, padding
+# the conv2d forward checks, here and in tests/ (tests/helpers/conv_shapes.py reads them from here):
+# x shape, w shape, stride, padding
 CONV_CONFIGS = [
     ((2, 3, 5, 5), (4, 3, 3, 3), 1, 1),
     ((1, 1, 7, 5), (2, 1, 3, 3), 2, 0),      # non-square input, stride 2
@@ -34,8 +35,9 @@ CONV_CONFIGS = [
     ((1, 3, 5, 7), (2, 3, 5, 5), 1, 2),      # big kernel, padding 2
     ((2, 3, 6, 5), (4, 3, 3, 2), 1, 1),      # non-square kernel
     ((2, 16, 4, 4), (8, 16, 3, 3), 1, 1),    # many channels
+    ((2, 3, 6, 6), (4, 3, 3, 3), 1, 0),      # no padding: the output is smaller than the input
 ]
-# the conv2d gradient checks of tests/core/test_conv.py
+# the conv2d gradient checks, here and in tests/core/test_conv.py
 CONV_GRAD_CONFIGS = [
     ((1, 1, 5, 5), (2, 1, 3, 3), 1, 0),      # batch 1, one channel
     ((2, 3, 7, 5), (4, 3, 3, 3), 1, 1),      # non-square input

@@ -13,7 +13,7 @@ from tinyresnet.functional import conv2d
 from tinyresnet.im2col import col2im, im2col, output_size
 
 from conftest import host
-from conv_shapes import CONFIGS, config_id
+from conv_shapes import CONFIGS, GRAD_CONFIGS, config_id
 
 pytestmark = pytest.mark.conv
 
@@ -55,17 +55,6 @@ def test_forward_accepts_any_memory_layout(xp, rng):
     a = conv2d(Tensor(plain), Tensor(w), 1, 1)
     b = conv2d(Tensor(channel_major), Tensor(w), 1, 1)
     np.testing.assert_allclose(host(a), host(b), rtol=1e-12, atol=1e-12)
-
-
-GRAD_CONFIGS = [
-    ((1, 1, 5, 5), (2, 1, 3, 3), 1, 0),      # batch 1, one channel
-    ((2, 3, 7, 5), (4, 3, 3, 3), 1, 1),      # non-square input
-    ((2, 3, 7, 5), (4, 3, 3, 3), 2, 1),      # stride 2
-    ((1, 3, 6, 6), (2, 3, 3, 3), 2, 0),      # stride 2, last row/column never reached
-    ((1, 16, 3, 3), (16, 16, 3, 3), 1, 1),   # 16 channels in and out
-    ((2, 2, 4, 4), (3, 2, 1, 1), 2, 0),      # 1x1 stride-2 (a projection shortcut)
-    ((2, 3, 6, 5), (4, 3, 3, 2), 1, 1),      # non-square kernel
-]
 
 
 @pytest.mark.parametrize("cfg", GRAD_CONFIGS, ids=config_id)

@@ -1,16 +1,12 @@
-"""The convolution shapes the tests share: the core's checks and the speed wing's equality tests."""
+"""The convolution shapes the tests share: the core's checks and the speed wing's equality tests.
 
-# (N, C, H, W), (K, C, R, S), stride, padding
-CONFIGS = [
-    ((2, 3, 5, 5), (4, 3, 3, 3), 1, 1),
-    ((1, 1, 7, 5), (2, 1, 3, 3), 2, 0),      # non-square input, stride 2
-    ((2, 3, 8, 8), (4, 3, 3, 3), 2, 1),      # the ResNet downsampling conv
-    ((2, 2, 6, 6), (3, 2, 1, 1), 1, 0),      # 1x1 kernel
-    ((1, 3, 5, 7), (2, 3, 5, 5), 1, 2),      # big kernel, padding 2
-    ((2, 3, 6, 5), (4, 3, 3, 2), 1, 1),      # non-square kernel
-    ((2, 16, 4, 4), (8, 16, 3, 3), 1, 1),    # many channels
-    ((2, 3, 6, 6), (4, 3, 3, 3), 1, 0),      # no padding: the output is smaller than the input
-]
+They are lesson 02's check shapes (lessons/checks/convolution_im2col.py), so that what the learner's
+convolution is checked on and what the library's is tested on are one list.
+"""
+from checks.convolution_im2col import CONV_CONFIGS, CONV_GRAD_CONFIGS
+
+CONFIGS = CONV_CONFIGS             # (N, C, H, W), (K, C, R, S), stride, padding: forward checks
+GRAD_CONFIGS = CONV_GRAD_CONFIGS   # the same layout: gradient checks (small, since gradcheck is slow)
 
 
 def config_id(cfg):

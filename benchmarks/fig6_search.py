@@ -90,6 +90,9 @@ def job(spec):
     import torch
     from torch_models import CifarResNet, init_like_tinyresnet
     torch.set_num_threads(1)
+    device = torch.device(spec.get("device", "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {spec['device']}: PyTorch sees no CUDA device here; use --device cpu")
     net, n_train, seed, lengths, warmup, batch, data_dir = (
         spec[k] for k in ("net", "subset", "seed", "lengths", "warmup", "batch", "data_dir"))
     base_lr = PAPER_LR * batch / PAPER_BATCH  # linear scaling: batch 32 trains at 0.025
@@ -102,7 +105,7 @@ def job(spec):
     test = Loader(x_test, y_test, 500, mean)
     per_epoch = len(stream.loader)
     torch.manual_seed(seed)
-    model = init_like_tinyresnet(CifarResNet(depth, residual))
+    model = init_like_tinyresnet(CifarResNet(depth, residual)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=base_lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     state = {"iteration": 0, "warm": warmup, "wrong": [], "loss": [], "seconds": 0.0}
     total = max(lengths) // 2 + sum(t - t // 2 for t in lengths)  # to every half, then each second half
@@ -118,7 +121,7 @@ def job(spec):
             for group in opt.param_groups:
                 group["lr"] = lr
             x, y = stream.next()
-            x, y = torch.from_numpy(x), torch.from_numpy(y)
+            x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
             logits = model(x)
             loss = torch.nn.functional.cross_entropy(logits, y)
             opt.zero_grad()
@@ -154,14 +157,14 @@ def job(spec):
         train_to(length, [length // 2, length * 3 // 4])
         last_epoch = state["wrong"][(length - 1) // per_epoch * per_epoch:]
         start = time.perf_counter()
-        test_error, test_loss = evaluate(model, test)
+        test_error, test_loss = evaluate(model, test, device)
         results.append({**{k: spec[k] for k in ("net", "subset", "seed", "warmup", "batch")}, "iterations": length,
                         "epochs": length / per_epoch,
                         "train_error": 100 * sum(last_epoch) / (len(last_epoch) * batch),
                         "train_loss": float(np.mean(state["loss"][-len(last_epoch):])),
                         "test_error": test_error, "test_loss": test_loss,
                         "train_seconds": state["seconds"], "eval_seconds": time.perf_counter() - start,
-                        "torch": torch.__version__})
+                        "torch": torch.__version__, "device": device_name(device)})
         with open(spec["out"], "a") as f:  # each length as soon as it is done: a crash loses no result
             f.write(json.dumps(results[-1]) + "\n")
         r = results[-1]
@@ -171,14 +174,20 @@ def job(spec):
     return results
 
 
-def evaluate(model, loader):
+def device_name(device):
+    """What a result row records of where it ran: 'cpu', or the GPU's name."""
+    import torch
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+def evaluate(model, loader, device):
     """(error in %, mean loss) over every image of loader, in eval mode, no graph."""
     import torch
     model.eval()
     wrong, loss = 0, 0.0
     with torch.no_grad():
         for x, y in loader:
-            x, y = torch.from_numpy(x), torch.from_numpy(y)
+            x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
             logits = model(x)
             wrong += int((logits.argmax(1) != y).sum())
             loss += float(torch.nn.functional.cross_entropy(logits, y, reduction="sum"))
@@ -239,6 +248,8 @@ def main():
     p.add_argument("--warmup", action="store_true")
     p.add_argument("--batch", type=int, default=PAPER_BATCH, help="minibatch size; LR 0.1 x batch / 128")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="where the twin trains: cpu (default) or cuda (one job at a time "
+                   "is best there: --workers 1); the data pipeline stays on the host, as tinyresnet's does")
     p.add_argument("--table", action="store_true", help="print the table of what --out holds, and stop")
     args = p.parse_args()
     if args.table:
@@ -247,7 +258,7 @@ def main():
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = done_keys(args.out)
     specs = [{"net": net, "subset": n, "seed": seed, "warmup": args.warmup, "batch": args.batch,
-              "data_dir": args.data_dir, "out": str(args.out),
+              "data_dir": args.data_dir, "out": str(args.out), "device": args.device,
               "lengths": [t for t in args.lengths if (net, n, seed, args.warmup, args.batch, t) not in done]}
              for net in args.nets for n in args.subsets for seed in args.seeds]
     specs = [s for s in specs if s["lengths"]]

@@ -66,7 +66,7 @@ def gradcheck(op, *inputs, eps=1e-6, rtol=1e-4, atol=1e-6, max_checks=64, seed=0
             error = abs(a - numeric) / max(abs(a), abs(numeric), atol)
             if abs(a - numeric) > atol + rtol * abs(numeric):
                 raise GradcheckError(_report(name, labels[k], arg.shape, i, numeric, a, error,
-                                             analytic, f, eps, flat))
+                                             analytic, _low_precision(out, arg)))
             worst = max(worst, error)
     return worst
 
@@ -118,13 +118,32 @@ def _analytic(arg, name, label):
     return to_device(arg.grad, "cpu")
 
 
-def _report(name, label, shape, i, numeric, analytic, error, grad, f, eps, flat):
+def _low_precision(out, arg):
+    """The dtype below float64 that the op's output or this argument's gradient came back in, or None.
+
+    gradcheck hands the op float64 inputs; an op that computes in float32 anyway rounds each value
+    to about 7 digits, and central differences over eps = 1e-6 cannot survive that rounding.
+    """
+    for data in (out.data, arg.grad):
+        if data.dtype.kind == "f" and data.dtype.itemsize < 8:
+            return data.dtype.name
+    return None
+
+
+def _report(name, label, shape, i, numeric, analytic, error, grad, low_precision=None):
     index = tuple(int(j) for j in np.unravel_index(i, shape))
     return (f"{name}: gradient of {label}, shape {shape}, is wrong at index {index}\n"
             f"  numeric (central differences) = {numeric:.6g}\n"
             f"  analytic (your backward)      = {analytic:.6g}\n"
             f"  relative error                = {error:.3g}\n"
-            f"hint: {_hint(numeric, analytic, grad)}")
+            f"hint: {_precision_hint(low_precision) if low_precision else _hint(numeric, analytic, grad)}")
+
+
+def _precision_hint(dtype):
+    return (f"the op computed in {dtype}, although gradcheck passed it float64 inputs, so the numeric "
+            f"gradient is mostly rounding noise and this mismatch may not be a wrong formula. Look for "
+            f"a dtype={dtype} (np.zeros, np.ones, np.empty) or an .astype({dtype}) in the forward or "
+            f"backward pass, and make new arrays with the input's dtype (x.dtype) instead.")
 
 
 def _hint(numeric, analytic, grad):

@@ -41,9 +41,19 @@ def test_the_search_writes_one_row_per_length_at_the_scaled_lr(tmp_path, monkeyp
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["iterations"] for r in written] == [4, 6] == [r["iterations"] for r in rows]
     assert all(r["batch"] == 8 and 0 <= r["train_error"] <= 100 and 0 <= r["test_error"] <= 100 for r in written)
+    assert all(r["device"] == "cpu" for r in written), "a row must say where the twin trained (no --device: the CPU)"
     assert fig6_search.done_keys(out) == {("resnet20", 40, 0, False, 8, 4), ("resnet20", 40, 0, False, 8, 6)}
     assert "| 40 | 8 | no | 4 |" in fig6_search.table(out)
     import experiments  # lesson 06 reads the search back with this
     assert [r["iterations"] for r in experiments.twin_runs(out, net="resnet20", batch=8)] == [4, 6]
     assert experiments.twin_runs(out, iterations=6) == [written[1]]
     assert experiments.twin_runs(tmp_path / "missing.jsonl") == []
+
+
+def test_a_gpu_twin_without_a_gpu_stops_with_a_message(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    spec = {"net": "resnet20", "subset": 40, "seed": 0, "lengths": [4], "warmup": False, "batch": 8,
+            "data_dir": str(write_fake_cifar(tmp_path / "data", per_file=16)), "out": str(tmp_path / "o.jsonl"),
+            "device": "cuda"}
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        fig6_search.job(spec)

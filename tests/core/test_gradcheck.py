@@ -53,6 +53,21 @@ def test_catches_a_broken_backward(bug, xp, rng):
     assert info.match(hint), f"wrong hint for the '{bug}' bug:\n{message}"
 
 
+def square_in_float32(x):
+    """x ** 2 with a correct backward, computed in float32 whatever the input: a learner's np.zeros(..., float32)."""
+    x32 = x.data.astype(np.float32)
+    return Tensor.from_op(x32 * x32, (x,), lambda g: (2 * x32 * g,), "square")
+
+
+def test_an_op_computing_in_float32_is_named_as_the_likely_cause(rng):
+    """The formula is right but the op rounds to float32: the hint must say so, not blame the formula."""
+    with pytest.raises(GradcheckError) as info:
+        gradcheck(square_in_float32, rng.standard_normal((3, 4)) * 10, name="my_square")
+    assert info.match(r"computed in float32.*rounding noise"), (
+        f"an op that computes in float32 should be told so, not that its formula is off:\n{info.value}")
+    assert "the formula is off" not in str(info.value)
+
+
 def test_message_reports_the_actual_numbers(rng):
     with pytest.raises(GradcheckError) as info:
         gradcheck(square_with(lambda x, g: (-2 * x * g,)), np.array([1.5]), name="neg_square")

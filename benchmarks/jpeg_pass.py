@@ -44,7 +44,7 @@ def jpeg_pass(image, quality=75, subsampling="4:2:0", offset=3):
     to fill whole 8x8 blocks, so that the grid starts offset pixels earlier than the image does.
     """
     from PIL import Image
-    c, h, w = image.shape
+    _, h, w = image.shape
     after_h, after_w = (-(h + offset)) % BLOCK, (-(w + offset)) % BLOCK
     hwc = np.pad(image.transpose(1, 2, 0), ((offset, after_h), (offset, after_w), (0, 0)), mode="reflect")
     buffer = io.BytesIO()

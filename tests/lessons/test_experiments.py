@@ -169,3 +169,55 @@ def test_readme_results_table_holds_the_long_runs_final_errors():
         assert (rows.get(label), test_rows.get(label)) == logged, (
             f"README.md's Results row for {label} says {rows.get(label)} / {test_rows.get(label)}, but "
             f"{run.relative_to(LESSONS.parent)}/log.csv ends at {logged[0]} / {logged[1]}")
+
+
+def test_readme_table6_row_holds_the_full_runs_final_errors():
+    """README.md's Table 6 row is the full-schedule run (cpu-table6): its iterations and final
+    training and test error must be its finished log's last row, to two decimals."""
+    import re
+    from experiments import LESSONS, RESULTS, final_errors, is_finished
+    run = RESULTS / "cpu-table6" / "resnet20"
+    assert is_finished(run), f"{run.relative_to(LESSONS.parent)} has not reached its last iteration"
+    results = (LESSONS.parent / "README.md").read_text().split("## Results", 1)[1]
+    row = re.search(r"^\| tinyresnet, ResNet-20 \| ([\d,]+) \| ([\d.]+%) \| ([\d.]+%) \|$", results, re.M)
+    assert row, "README.md's Results has no row '| tinyresnet, ResNet-20 | iterations | train % | test % |'"
+    final = final_errors(run)
+    logged = (f"{int(final['iteration']):,}", f"{final['train_error']:.2f}%", f"{final['test_error']:.2f}%")
+    assert row.groups() == logged, (
+        f"README.md's Table 6 row says {' / '.join(row.groups())}, but "
+        f"{run.relative_to(LESSONS.parent)}/log.csv ends at {' / '.join(logged)}")
+
+
+def test_lesson06_reading_of_the_table6_row_holds_the_logs_numbers():
+    """Lesson 06's 'What the row says' quotes the Table 6 run's log: each number there must be the
+    log's (final error and its gap to the paper, the standard error, the range at LR 0.001, the
+    first drop, the peak at LR 0.01, the training errors of the last epoch and of the last row)."""
+    import math
+    import re
+    import nbformat
+    from experiments import LESSONS, RESULTS
+    from tinyresnet.run.folder import read_log
+    nb = nbformat.read(LESSONS / "06_degradation.ipynb", as_version=4)
+    text = " ".join(next(c.source for c in nb.cells if c.get("id") == "table6-what-the-row-says").split())
+    log = read_log(RESULTS / "cpu-table6" / "resnet20")
+    evals = [(int(i), t, lr) for i, t, lr in zip(log["iteration"], log["test_error"], log["lr"]) if t == t]
+    final, paper = log["test_error"][-1], float(re.search(r"Table 6's ([\d.]+)%", text).group(1))
+    at_lowest = [t for _, t, lr in evals if lr == min(log["lr"])]
+    before = max((e for e in evals if e[0] <= 32000), key=lambda e: e[0])
+    after = min((e for e in evals if e[0] > 32000), key=lambda e: e[0])
+    p = final / 100
+    quoted = {
+        "final test error": f"ends at {final:.2f}% test error",
+        "gap to the paper": f"{final - paper:.2f} points above",
+        "standard error": f"standard error of {100 * math.sqrt(p * (1 - p) / 10000):.2f} points",
+        "range at the lowest LR": f"between {min(at_lowest):.2f}% and {max(at_lowest):.2f}%",
+        "count at the lowest LR": {12: "twelve"}.get(len(at_lowest), str(len(at_lowest))) + " evaluations",
+        "before the first drop": f"from {before[1]:.2f}% at iteration {before[0]:,}",
+        "after the first drop": f"to {after[1]:.2f}% at {after[0]:,}",
+        "peak at LR 0.01": f"(to {max(t for _, t, lr in evals if lr == 0.01):.2f}%)",
+        "last full epoch": f"training error {log['train_error'][-2]:.2f}% in its last full epoch",
+        "last row": f"last row, {log['train_error'][-1]:.2f}%, counts only the "
+                    f"{int(log['iteration'][-1] - log['iteration'][-2])} steps",
+    }
+    wrong = {what: phrase for what, phrase in quoted.items() if phrase not in text}
+    assert not wrong, f"lesson 06's 'What the row says' no longer matches the Table 6 log: expected {wrong}"

@@ -100,8 +100,10 @@ LESSONS = (
             "models": "the CIFAR ResNet architectures"}),
     Lesson("06_degradation", "the paper's Fig. 1 and Fig. 6 from committed logs: plain against residual "
            "nets of 20 and 56 layers over 30 epochs (`results/cpu-fig6-b16-30ep/`, two seeds of the deciding "
-           "pair), then a CPU budget run that shows the degradation (`results/cpu-budget/`); the verdict on a "
-           "gap: its binomial standard error, and when an ordering is established",
+           "pair); ResNet-20 on the paper's whole schedule beside its Table 6 (`results/cpu-table6/`) and what "
+           "one more JPEG pass of the data costs (`results/cpu-jpeg-pass*/`); then a CPU budget run that shows "
+           "the degradation (`results/cpu-budget/`); the verdict on a gap: its binomial standard error, and "
+           "when an ordering is established",
            {"plot": "training curves and figures"}),
     Lesson("07_layer_responses", "the paper's Fig. 7: the standard deviation of each layer's response, "
            "read with forward hooks from trained nets whose weights ship in `weights/`; which of its three "

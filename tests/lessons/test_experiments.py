@@ -221,3 +221,25 @@ def test_lesson06_reading_of_the_table6_row_holds_the_logs_numbers():
     }
     wrong = {what: phrase for what, phrase in quoted.items() if phrase not in text}
     assert not wrong, f"lesson 06's 'What the row says' no longer matches the Table 6 log: expected {wrong}"
+
+
+def test_lesson06_reading_of_the_jpeg_runs_holds_the_logs_numbers():
+    """Lesson 06's reading of the JPEG runs quotes what one more pass cost ResNet-20's final test
+    error: on 10,000 images (seeds 0 and 1), with two passes (seed 0) and on all 50,000 images. Each
+    cost must be the logs' difference, to two decimals."""
+    import nbformat
+    from experiments import LESSONS, RESULTS, final_errors
+    nb = nbformat.read(LESSONS / "06_degradation.ipynb", as_version=4)
+    text = " ".join(next(c.source for c in nb.cells if c.source.startswith("One more pass raised")).split())
+
+    def cost(as_is, passed):
+        return final_errors(RESULTS / passed / "resnet20")["test_error"] - \
+            final_errors(RESULTS / as_is / "resnet20")["test_error"]
+    quoted = {
+        "one pass, seeds 0 and 1": f"by {cost('cpu-fig6-b16-30ep', 'cpu-jpeg-pass'):.2f} and "
+                                   f"{cost('cpu-fig6-b16-30ep-seed1', 'cpu-jpeg-pass-seed1'):.2f} points",
+        "two passes, seed 0": f"the test error {cost('cpu-fig6-b16-30ep', 'cpu-jpeg-pass2'):.2f} points above",
+        "one pass, 50,000 images": f"one more pass cost {cost('cpu-50k-10ep', 'cpu-jpeg-pass-50k-10ep'):.2f} points",
+    }
+    wrong = {what: phrase for what, phrase in quoted.items() if phrase not in text}
+    assert not wrong, f"lesson 06's reading of the JPEG runs no longer matches their logs: expected {wrong}"

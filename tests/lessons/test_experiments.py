@@ -188,18 +188,32 @@ def test_readme_table6_row_holds_the_full_runs_final_errors():
         f"{run.relative_to(LESSONS.parent)}/log.csv ends at {' / '.join(logged)}")
 
 
+def lesson06_text(is_the_cell):
+    """The source of the first markdown cell of lesson 06 that is_the_cell(cell) picks, its
+    whitespace collapsed, so that a quoted phrase matches across line breaks."""
+    import nbformat
+    from experiments import LESSONS
+    nb = nbformat.read(LESSONS / "06_degradation.ipynb", as_version=4)
+    return " ".join(next(c.source for c in nb.cells if c.cell_type == "markdown" and is_the_cell(c)).split())
+
+
+def assert_quoted(quoted, text, where):
+    """Every phrase of quoted (what it says -> the phrase the logs give) stands in text."""
+    wrong = {what: phrase for what, phrase in quoted.items() if phrase not in text}
+    assert not wrong, f"lesson 06's {where} no longer matches the logs: expected {wrong}"
+
+
 def test_lesson06_reading_of_the_table6_row_holds_the_logs_numbers():
     """Lesson 06's 'What the row says' quotes the Table 6 run's log: each number there must be the
     log's (final error and its gap to the paper, the standard error, the range at LR 0.001, the
     first drop, the peak at LR 0.01, the training errors of the last epoch and of the last row)."""
     import math
     import re
-    import nbformat
-    from experiments import LESSONS, RESULTS
+    from experiments import RESULTS, images_measured
     from tinyresnet.run.folder import read_log
-    nb = nbformat.read(LESSONS / "06_degradation.ipynb", as_version=4)
-    text = " ".join(next(c.source for c in nb.cells if c.get("id") == "table6-what-the-row-says").split())
-    log = read_log(RESULTS / "cpu-table6" / "resnet20")
+    text = lesson06_text(lambda cell: cell.get("id") == "table6-what-the-row-says")
+    run = RESULTS / "cpu-table6" / "resnet20"
+    log, n_test = read_log(run), images_measured(run, "test_error")
     evals = [(int(i), t, lr) for i, t, lr in zip(log["iteration"], log["test_error"], log["lr"]) if t == t]
     final, paper = log["test_error"][-1], float(re.search(r"Table 6's ([\d.]+)%", text).group(1))
     at_lowest = [t for _, t, lr in evals if lr == min(log["lr"])]
@@ -209,7 +223,7 @@ def test_lesson06_reading_of_the_table6_row_holds_the_logs_numbers():
     quoted = {
         "final test error": f"ends at {final:.2f}% test error",
         "gap to the paper": f"{final - paper:.2f} points above",
-        "standard error": f"standard error of {100 * math.sqrt(p * (1 - p) / 10000):.2f} points",
+        "standard error": f"standard error of {100 * math.sqrt(p * (1 - p) / n_test):.2f} points",
         "range at the lowest LR": f"between {min(at_lowest):.2f}% and {max(at_lowest):.2f}%",
         "count at the lowest LR": {12: "twelve"}.get(len(at_lowest), str(len(at_lowest))) + " evaluations",
         "before the first drop": f"from {before[1]:.2f}% at iteration {before[0]:,}",
@@ -219,18 +233,15 @@ def test_lesson06_reading_of_the_table6_row_holds_the_logs_numbers():
         "last row": f"last row, {log['train_error'][-1]:.2f}%, counts only the "
                     f"{int(log['iteration'][-1] - log['iteration'][-2])} steps",
     }
-    wrong = {what: phrase for what, phrase in quoted.items() if phrase not in text}
-    assert not wrong, f"lesson 06's 'What the row says' no longer matches the Table 6 log: expected {wrong}"
+    assert_quoted(quoted, text, "'What the row says' (the Table 6 run)")
 
 
 def test_lesson06_reading_of_the_jpeg_runs_holds_the_logs_numbers():
     """Lesson 06's reading of the JPEG runs quotes what one more pass cost ResNet-20's final test
     error: on 10,000 images (seeds 0 and 1), with two passes (seed 0) and on all 50,000 images. Each
     cost must be the logs' difference, to two decimals."""
-    import nbformat
-    from experiments import LESSONS, RESULTS, final_errors
-    nb = nbformat.read(LESSONS / "06_degradation.ipynb", as_version=4)
-    text = " ".join(next(c.source for c in nb.cells if c.source.startswith("One more pass raised")).split())
+    from experiments import RESULTS, final_errors
+    text = lesson06_text(lambda cell: cell.source.startswith("One more pass raised"))
 
     def cost(as_is, passed):
         return final_errors(RESULTS / passed / "resnet20")["test_error"] - \
@@ -241,5 +252,4 @@ def test_lesson06_reading_of_the_jpeg_runs_holds_the_logs_numbers():
         "two passes, seed 0": f"the test error {cost('cpu-fig6-b16-30ep', 'cpu-jpeg-pass2'):.2f} points above",
         "one pass, 50,000 images": f"one more pass cost {cost('cpu-50k-10ep', 'cpu-jpeg-pass-50k-10ep'):.2f} points",
     }
-    wrong = {what: phrase for what, phrase in quoted.items() if phrase not in text}
-    assert not wrong, f"lesson 06's reading of the JPEG runs no longer matches their logs: expected {wrong}"
+    assert_quoted(quoted, text, "reading of the JPEG runs")
